@@ -1,0 +1,1 @@
+"""The Hydra application: config validation, the route runner and sweep summaries."""

@@ -1,0 +1,192 @@
+"""Run a route (place -> settle -> analyse) into a run directory.
+
+The run directory receives: ``resolved_config.yaml``, ``metrics.json`` (DOMAIN.md §3 reporting set as
+far as the steps provide it), ``microstructure.npz`` (final snapshot, readable without the engine),
+``snapshots/NN_step.npz`` per stage, ``particles.vtu`` (final) and ``particles.pvd`` with one VTU per
+stage under ``particles/``, ``checkpoint.npz`` (the state after the last completed stage; pass it as
+``resume_from`` to continue), and renders under ``renders/``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from omegaconf import DictConfig, OmegaConf
+
+from electrodem.analysis.composition import composition_metrics
+from electrodem.app.schema import RunConfig, validate
+from electrodem.io.snapshot import Microstructure
+from electrodem.io.vtk import PVDSeries, write_vtu
+from electrodem.materials.formulation import make_population
+from electrodem.process.place import place
+
+log = logging.getLogger("electrodem")
+
+
+@dataclass
+class RunContext:
+    """Mutable state carried from step to step."""
+
+    rc: RunConfig
+    run_dir: Path
+    micro: Microstructure | None = None
+    reports: dict[str, Any] = field(default_factory=dict)
+    timings_s: dict[str, float] = field(default_factory=dict)
+    completed: list[str] = field(default_factory=list)
+
+
+def _step_place(ctx: RunContext) -> dict[str, Any]:
+    rc = ctx.rc
+    pop = make_population(rc.formulation, rc.rve, rc.seed)
+    ctx.reports["conversion"] = pop.report
+    ctx.micro = place(pop, rc.rve.box_x_um * 1e-6, rc.rve.box_y_um * 1e-6, rc.place, rc.seed, rc.progress)
+    ctx.micro = ctx.micro.with_(metadata={"conversion": pop.report})
+    return dict(ctx.micro.metadata["place"])
+
+
+def _step_settle(ctx: RunContext) -> dict[str, Any]:
+    from electrodem.engine import init
+    from electrodem.process.settle import settle
+
+    rc = ctx.rc
+    init(rc.engine)
+    assert ctx.micro is not None
+    ctx.micro, report = settle(ctx.micro, rc.settle, rc.engine,
+                               checkpoint_path=ctx.run_dir / "engine_checkpoint.npz", progress=rc.progress)
+    return report
+
+
+def _step_analyse(ctx: RunContext) -> dict[str, Any]:
+    assert ctx.micro is not None
+    if ctx.rc.analysis is None:
+        return {}
+    from electrodem.analysis.report import analyse
+
+    return analyse(ctx.micro, ctx.rc.analysis)
+
+
+STEP_FUNCTIONS = {"place": _step_place, "settle": _step_settle, "analyse": _step_analyse}
+
+
+def _json_safe(o: Any) -> Any:
+    """Make metrics JSON-safe: numpy scalars to Python, inf/nan to strings JSON can carry."""
+    if isinstance(o, dict):
+        return {str(k): _json_safe(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)):
+        return [_json_safe(v) for v in o]
+    if isinstance(o, np.ndarray):
+        return _json_safe(o.tolist())
+    if isinstance(o, np.generic):
+        o = o.item()
+    if isinstance(o, float) and not math.isfinite(o):
+        return "inf" if o > 0 else ("-inf" if o < 0 else "nan")
+    return o
+
+
+def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
+    """Validate ``cfg``, run its route into ``run_dir`` and return the metrics."""
+    rc = validate(cfg)  # before any compute
+    run_dir = Path(run_dir)
+    if (run_dir / "metrics.json").exists():
+        raise FileExistsError(f"{run_dir} already holds a finished run (metrics.json); choose another "
+                              f"hydra.run.dir instead of overwriting it")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "resolved_config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    ctx = RunContext(rc, run_dir)
+    resume = cfg.get("resume_from")
+    if resume:
+        ctx.micro = Microstructure.load(resume)
+        ctx.completed = list(ctx.micro.metadata.get("completed_stages", []))
+        if list(rc.steps[: len(ctx.completed)]) != ctx.completed:
+            raise ValueError(f"resume_from={resume!r} completed {ctx.completed}, which is not a prefix of "
+                             f"route.steps={list(rc.steps)}")
+        ctx.reports.update(ctx.micro.metadata.get("step_reports", {}))
+        log.info("resuming after stages %s", ctx.completed)
+    pvd = PVDSeries(run_dir / "particles.pvd")
+    t_run = time.perf_counter()
+    for k, step in enumerate(rc.steps):
+        if step in ctx.completed:
+            continue
+        t0 = time.perf_counter()
+        log.info("stage %d/%d: %s", k + 1, len(rc.steps), step)
+        report = STEP_FUNCTIONS[step](ctx)
+        ctx.timings_s[step] = time.perf_counter() - t0
+        ctx.reports[step] = report
+        ctx.completed.append(step)
+        log.info("stage %s done in %.2f s", step, ctx.timings_s[step])
+        assert ctx.micro is not None
+        if step == "analyse":
+            continue  # analysis does not change the microstructure
+        ctx.micro = ctx.micro.with_(metadata={
+            "stage": step, "completed_stages": list(ctx.completed),
+            "step_reports": _json_safe({s: r for s, r in ctx.reports.items() if s != "conversion"}),
+        })
+        ctx.micro.save(run_dir / "snapshots" / f"{k:02d}_{step}.npz")
+        ctx.micro.save(run_dir / "checkpoint.npz", overwrite=True)
+        if rc.output.get("vtu", True):
+            pvd.add(ctx.micro.time_s, write_vtu(ctx.micro, run_dir / "particles" / f"{k:02d}_{step}.vtu"))
+    assert ctx.micro is not None
+    ctx.micro.save(run_dir / "microstructure.npz")
+    if rc.output.get("vtu", True):
+        write_vtu(ctx.micro, run_dir / "particles.vtu")
+    metrics = {
+        "run": {"route": rc.route_name, "steps": list(rc.steps), "formulation": rc.formulation.name,
+                "seed": rc.seed, "run_dir": str(run_dir.resolve()),
+                "calendering_state": "uncalendered"},
+        "conversion": ctx.reports.get("conversion"),
+        "composition": composition_metrics(ctx.micro),
+        "steps": {s: ctx.reports[s] for s in rc.steps if s in ctx.reports and s != "analyse"},
+        "analysis": ctx.reports.get("analyse", {}),
+        "shortcuts": ctx.micro.metadata.get("shortcuts", {}),
+        "timings_s": {**ctx.timings_s, "total": time.perf_counter() - t_run},
+    }
+    metrics = _json_safe(metrics)
+    (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    if rc.output.get("render", True):
+        t0 = time.perf_counter()
+        _render(run_dir)
+        log.info("renders done in %.2f s", time.perf_counter() - t0)
+    return metrics
+
+
+def _render(run_dir: Path) -> None:
+    """Write the standard renders; a failure to render never loses the run's data."""
+    try:
+        from electrodem_viz.cli import main as viz_main
+    except ImportError:
+        log.warning("electrodem_viz is not installed: no renders")
+        return
+    try:
+        viz_main([str(run_dir)])
+    except Exception:  # noqa: BLE001 - rendering is a by-product; the metrics are already written
+        log.exception("rendering failed; the run's data are complete")
+
+
+def summary_table(metrics: dict[str, Any]) -> str:
+    """A short human-readable table of headline metrics."""
+    comp = metrics.get("composition", {})
+    rows = [
+        ("particles", f"{comp.get('n_particles')}"),
+        ("thickness", f"{comp.get('thickness_um', float('nan')):.2f} µm"),
+        ("porosity", f"{comp.get('porosity', float('nan')):.3f}"),
+        ("density", f"{comp.get('density_g_cm3', float('nan')):.3f} g/cm³"),
+        ("mass loading", f"{comp.get('mass_loading_mg_cm2', float('nan')):.3f} mg/cm²"),
+        ("areal capacity", f"{comp.get('areal_capacity_mAh_cm2', float('nan')):.3f} mAh/cm²"),
+    ]
+    settle = metrics.get("steps", {}).get("settle")
+    if settle:
+        for k in ("packing_fraction", "mean_coordination_number"):
+            if k in settle:
+                rows.append((k.replace("_", " "), f"{settle[k]:.3f}"))
+    for name, ph in comp.get("phases", {}).items():
+        rows.append((f"  {name} ({ph['role']})", f"{ph['count']} particles, {ph['wt_pct']:.2f} wt%, "
+                     f"{ph['vol_pct_of_solid']:.2f} vol% of solid"))
+    w = max(len(r[0]) for r in rows)
+    return "\n".join(f"{a:<{w}}  {b}" for a, b in rows)

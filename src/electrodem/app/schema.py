@@ -1,0 +1,117 @@
+"""Validation of a composed run configuration into typed parameter objects, before any compute.
+
+Every step's parameters are a dataclass that validates itself in ``__post_init__`` (raising
+`ConfigError` with the dotted key). This module builds them all from the Hydra config up front, so a
+bad value anywhere fails the run before placement starts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from electrodem.config.errors import ConfigError, require
+from electrodem.materials.formulation import Formulation, RVESpec
+from electrodem.materials.library import Material, load_library
+from electrodem.process.place import PlaceParams
+
+
+def build(cls: type, cfg: Mapping[str, Any] | None, prefix: str) -> Any:
+    """Instantiate dataclass ``cls`` from a mapping, naming unknown keys and bad types."""
+    cfg = dict(cfg or {})
+    names = {f.name for f in dataclasses.fields(cls)}
+    for k, v in cfg.items():
+        require(k in names, f"{prefix}.{k}", v, f"a known key of {prefix}: {sorted(names)}")
+    try:
+        return cls(**cfg)
+    except TypeError as e:  # a wrong type that the dataclass could not even compare
+        raise ConfigError(prefix, cfg, f"values of the right type ({e})") from e
+
+
+def _settle_types() -> tuple[type, Callable[..., Any]]:
+    from electrodem.process.settle import SettleParams, settle
+
+    return SettleParams, settle
+
+
+def _engine_options_type() -> type:
+    from electrodem.engine import EngineOptions
+
+    return EngineOptions
+
+
+def _analysis_params_type() -> type | None:
+    try:
+        from electrodem.analysis.report import AnalysisParams
+    except ImportError:
+        return None
+    return AnalysisParams
+
+
+STEPS = ("place", "settle", "analyse")
+"""Process steps that exist. A route is an ordered subset starting with ``place``."""
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything a run needs, validated."""
+
+    library: dict[str, Material]
+    formulation: Formulation
+    rve: RVESpec
+    steps: tuple[str, ...]
+    route_name: str
+    seed: int
+    place: PlaceParams
+    settle: Any | None
+    engine: Any | None
+    analysis: Any | None
+    progress: bool
+    output: dict[str, Any]
+
+
+def validate(cfg: DictConfig | Mapping[str, Any]) -> RunConfig:
+    """Validate a composed config; raises `ConfigError` naming the first bad key."""
+    c = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else dict(cfg)
+    assert isinstance(c, dict)
+    mats = c.get("material")
+    require(isinstance(mats, dict) and len(mats) > 0, "material", mats, "a mapping of materials")
+    library = load_library(mats)
+    form_cfg = c.get("formulation")
+    require(isinstance(form_cfg, dict), "formulation", form_cfg, "a formulation mapping")
+    formulation = Formulation.from_config(form_cfg, library)
+    targets = form_cfg.get("targets") or {}
+    rve = RVESpec.from_config(c.get("rve") or {}, default_porosity=targets.get("porosity"))
+
+    route = c.get("route") or {}
+    steps = tuple(route.get("steps") or ())
+    require(len(steps) > 0 and steps[0] == "place", "route.steps", list(steps),
+            f"a list of steps starting with 'place', from {STEPS}")
+    for s in steps:
+        require(s in STEPS, "route.steps", s, f"one of the implemented steps {STEPS}")
+    require(len(set(steps)) == len(steps), "route.steps", list(steps), "each step at most once")
+    seed = c.get("seed", 0)
+    require(isinstance(seed, int) and seed >= 0, "seed", seed, "a non-negative integer")
+
+    place = build(PlaceParams, c.get("place"), "place")
+    engine = settle = None
+    if "settle" in steps:
+        settle_cls, _ = _settle_types()
+        settle = build(settle_cls, c.get("settle"), "settle")
+        engine = build(_engine_options_type(), c.get("engine"), "engine")
+    analysis = None
+    if "analyse" in steps:
+        ap = _analysis_params_type()
+        if ap is not None:
+            analysis = build(ap, c.get("analysis"), "analysis")
+    output = dict(c.get("output") or {})
+    for k in ("vtu", "render"):
+        require(isinstance(output.get(k, True), bool), f"output.{k}", output.get(k), "true or false")
+    progress = c.get("progress", True)
+    require(isinstance(progress, bool), "progress", progress, "true or false")
+    return RunConfig(library, formulation, rve, steps, str(route.get("name", "custom")), seed, place,
+                     settle, engine, analysis, progress, output)

@@ -1,0 +1,108 @@
+"""Material records: validated from the ``material/`` config group, converted to SI `Species`.
+
+Each YAML under ``configs/material/`` describes one material with units in its keys and a source per
+number (see ``docs/materials.md``). The Hydra config composes all of them under ``material.<name>``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from electrodem.config.errors import require
+from electrodem.io.snapshot import ROLES, Species
+from electrodem.materials.psd import PSD
+
+_REQUIRED_POSITIVE = ("density_g_cm3", "youngs_modulus_GPa")
+_NON_NEGATIVE = ("electronic_conductivity_S_m", "ionic_conductivity_S_m", "specific_capacity_mAh_g")
+
+
+@dataclass(frozen=True)
+class Material:
+    """One material (phase), with the units of its configuration keys."""
+
+    name: str
+    role: str
+    density_g_cm3: float
+    youngs_modulus_GPa: float
+    poisson_ratio: float
+    psd: PSD
+    electronic_conductivity_S_m: float = 0.0
+    ionic_conductivity_S_m: float = 0.0
+    specific_capacity_mAh_g: float = 0.0
+    friction_coefficient: float = 0.5
+    restitution_coefficient: float = 0.5
+    color: str = "#888888"
+    coarse_graining: str | None = None
+    description: str = ""
+    sources: dict[str, str] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_config(cls, name: str, cfg: Mapping[str, Any]) -> Material:
+        """Validate one ``material.<name>`` mapping; errors name the dotted key."""
+        key = f"material.{name}"
+        cfg = dict(cfg)
+        role = cfg.get("role")
+        require(role in ROLES, f"{key}.role", role, f"one of {ROLES}")
+        for k in _REQUIRED_POSITIVE:
+            v = cfg.get(k)
+            require(isinstance(v, (int, float)) and v > 0, f"{key}.{k}", v, "a number > 0")
+        nu = cfg.get("poisson_ratio", 0.3)
+        require(isinstance(nu, (int, float)) and -1.0 < nu < 0.5, f"{key}.poisson_ratio", nu,
+                "a number in (-1, 0.5)")
+        for k in _NON_NEGATIVE:
+            v = cfg.get(k, 0.0)
+            require(isinstance(v, (int, float)) and v >= 0, f"{key}.{k}", v, "a number >= 0")
+        mu = cfg.get("friction_coefficient", 0.5)
+        require(isinstance(mu, (int, float)) and mu >= 0, f"{key}.friction_coefficient", mu, "a number >= 0")
+        e = cfg.get("restitution_coefficient", 0.5)
+        require(isinstance(e, (int, float)) and 0 < e <= 1, f"{key}.restitution_coefficient", e,
+                "a number in (0, 1]")
+        psd_cfg = cfg.get("psd")
+        require(isinstance(psd_cfg, Mapping), f"{key}.psd", psd_cfg, "a mapping with at least d50_um")
+        known = {f for f in cls.__dataclass_fields__ if f not in ("psd", "extra", "name")}
+        extra = {k: v for k, v in cfg.items() if k not in known and k not in ("psd", "name")}
+        return cls(
+            name=name,
+            role=role,
+            density_g_cm3=float(cfg["density_g_cm3"]),
+            youngs_modulus_GPa=float(cfg["youngs_modulus_GPa"]),
+            poisson_ratio=float(nu),
+            psd=PSD.from_config(dict(psd_cfg), f"{key}.psd"),
+            electronic_conductivity_S_m=float(cfg.get("electronic_conductivity_S_m", 0.0)),
+            ionic_conductivity_S_m=float(cfg.get("ionic_conductivity_S_m", 0.0)),
+            specific_capacity_mAh_g=float(cfg.get("specific_capacity_mAh_g", 0.0)),
+            friction_coefficient=float(mu),
+            restitution_coefficient=float(e),
+            color=str(cfg.get("color", "#888888")),
+            coarse_graining=cfg.get("coarse_graining"),
+            description=str(cfg.get("description", "")),
+            sources={str(k): str(v) for k, v in dict(cfg.get("sources") or {}).items()},
+            extra=extra,
+        )
+
+    @property
+    def density_kg_m3(self) -> float:
+        """Density in kg/m3."""
+        return self.density_g_cm3 * 1e3
+
+    def to_species(self) -> Species:
+        """The SI species record carried by snapshots."""
+        return Species(
+            name=self.name,
+            role=self.role,
+            density_kg_per_m3=self.density_kg_m3,
+            youngs_modulus_Pa=self.youngs_modulus_GPa * 1e9,
+            poisson_ratio=self.poisson_ratio,
+            sigma_e_S_per_m=self.electronic_conductivity_S_m,
+            sigma_i_S_per_m=self.ionic_conductivity_S_m,
+            specific_capacity_mAh_per_g=self.specific_capacity_mAh_g,
+            color=self.color,
+        )
+
+
+def load_library(cfg: Mapping[str, Any]) -> dict[str, Material]:
+    """Validate every ``material.<name>`` entry of a composed config."""
+    return {str(name): Material.from_config(str(name), m) for name, m in cfg.items()}

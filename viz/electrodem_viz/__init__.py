@@ -1,0 +1,1 @@
+"""Renders and plots of electrodem run directories (PyVista, matplotlib)."""
