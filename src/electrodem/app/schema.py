@@ -15,7 +15,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from electrodem.config.errors import ConfigError, require
-from electrodem.materials.formulation import Formulation, RVESpec
+from electrodem.materials.formulation import Formulation, RVESpec, expected_counts
 from electrodem.materials.library import Material, load_library
 from electrodem.process.place import PlaceParams
 
@@ -86,6 +86,7 @@ def validate(cfg: DictConfig | Mapping[str, Any]) -> RunConfig:
     formulation = Formulation.from_config(form_cfg, library)
     targets = form_cfg.get("targets") or {}
     rve = RVESpec.from_config(c.get("rve") or {}, default_porosity=targets.get("porosity"))
+    expected_counts(formulation, rve)  # impossible loadings and oversized RVEs fail here
 
     route = c.get("route") or {}
     steps = tuple(route.get("steps") or ())

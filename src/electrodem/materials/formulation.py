@@ -170,6 +170,23 @@ def _draw_to_volume(mat: Material, target_um3: float, rng: np.random.Generator) 
         total = float(cum[-1])
 
 
+def expected_counts(form: Formulation, rve: RVESpec) -> list[float]:
+    """Expected particle count of each component; raises `ConfigError` for an impossible request.
+
+    Cheap (no particle drawn), so the app calls it while validating, before any compute.
+    """
+    rng = np.random.default_rng(0)
+    m_total = solid_mass_g(form, rve)
+    expected = [c.wt_pct / 100.0 * m_total / c.material.density_g_cm3 * 1e12
+                / c.material.psd.mean_volume_um3(rng) for c in form.components]
+    n_exp = int(sum(expected))
+    if n_exp > rve.max_particles:
+        raise ConfigError("rve.max_particles", rve.max_particles,
+                          f"this RVE needs about {n_exp} particles; raise rve.max_particles, shrink the "
+                          f"box or the loading, or coarse-grain the fines")
+    return expected
+
+
 def make_population(form: Formulation, rve: RVESpec, seed: int) -> Population:
     """Convert a formulation and an RVE size into particles; the report states the conversion."""
     rng = np.random.default_rng(seed)
@@ -177,16 +194,7 @@ def make_population(form: Formulation, rve: RVESpec, seed: int) -> Population:
     vfrac = form.volume_fractions()
     comps_report: dict[str, Any] = {}
     diam, sid = [], []
-    # Expected counts first, so that an impossible request fails before any sampling.
-    expected = []
-    for c in form.components:
-        v_um3 = c.wt_pct / 100.0 * m_total / c.material.density_g_cm3 * 1e12
-        expected.append(v_um3 / c.material.psd.mean_volume_um3(rng))
-    n_exp = int(sum(expected))
-    if n_exp > rve.max_particles:
-        raise ConfigError("rve", {"box_x_um": rve.box_x_um, "box_y_um": rve.box_y_um},
-                          f"this RVE needs about {n_exp} particles, more than rve.max_particles="
-                          f"{rve.max_particles}; shrink the box or the loading, or coarse-grain the fines")
+    expected = expected_counts(form, rve)
     for k, c in enumerate(form.components):
         v_um3 = c.wt_pct / 100.0 * m_total / c.material.density_g_cm3 * 1e12
         d = _draw_to_volume(c.material, v_um3, rng)

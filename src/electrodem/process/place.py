@@ -26,6 +26,9 @@ from electrodem.materials.formulation import Population
 
 log = logging.getLogger(__name__)
 
+CANDIDATES_PER_ROUND = 20_000
+MAX_TRIES_PER_ROUND = 2_000
+
 
 class PlacementError(RuntimeError):
     """RSA could not place every particle (the packing fraction is too high for RSA)."""
@@ -37,7 +40,8 @@ class PlaceParams:
 
     packing_fraction: solid volume / box volume of the loose state (RSA jams near 0.38 for
         monodisperse spheres; polydisperse mixtures go higher).
-    max_rounds: rounds of batch proposals per radius band before giving up.
+    max_rounds: rounds of batch proposals per radius band before giving up (each round gives every
+        pending particle up to 2000 tries when few remain).
     """
 
     packing_fraction: float = 0.30
@@ -138,19 +142,32 @@ def place(pop: Population, box_x_m: float, box_y_m: float, params: PlaceParams, 
             if len(pending) == 0:
                 break
             rounds_used += 1
-            rp = r[pending]
+            # Near saturation a free spot is rare: give each pending particle several tries per
+            # round, keeping the batch near CANDIDATES_PER_ROUND so the cost per round stays flat.
+            m = int(np.clip(CANDIDATES_PER_ROUND // len(pending), 1, MAX_TRIES_PER_ROUND))
+            owner = np.repeat(np.arange(len(pending)), m)
+            rp = r[pending][owner]
             cand = np.column_stack([
-                rng.uniform(0.0, box_x_m, len(pending)),
-                rng.uniform(0.0, box_y_m, len(pending)),
+                rng.uniform(0.0, box_x_m, len(owner)),
+                rng.uniform(0.0, box_y_m, len(owner)),
                 rng.uniform(rp, height - rp),
             ])
-            bad = index.overlaps(cand, rp) | _self_conflicts(cand, rp, box, boxsize)
-            ok = ~bad
+            free = ~index.overlaps(cand, rp)
+            # First free try of each pending particle.
+            first = np.full(len(pending), -1)
+            hit = np.flatnonzero(free)
+            first_hit = hit[np.unique(owner[hit], return_index=True)[1]]
+            first[owner[first_hit]] = first_hit
+            chosen = np.flatnonzero(first >= 0)
+            sel = first[chosen]
+            ok = ~_self_conflicts(cand[sel], rp[sel], box, boxsize)
             if ok.any():
-                pos[pending[ok]] = cand[ok]
-                index.add(band, cand[ok], rp[ok])
+                pos[pending[chosen[ok]]] = cand[sel[ok]]
+                index.add(band, cand[sel[ok]], rp[sel[ok]])
                 bar.update(int(ok.sum()))
-            pending = pending[bad]
+            placed_now = np.zeros(len(pending), dtype=bool)
+            placed_now[chosen[ok]] = True
+            pending = pending[~placed_now]
         if len(pending):
             bar.close()
             raise PlacementError(

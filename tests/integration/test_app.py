@@ -1,0 +1,84 @@
+"""The Hydra app end to end, run as a user runs it (subprocess): outputs, errors, resume, sweeps."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from electrodem.io.snapshot import Microstructure
+from electrodem.io.vtk import read_pvd, read_vtu
+
+SMOKE = ["+experiment=smoke", "route=place"]
+
+
+def electrodem(*args: str, check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYVISTA_OFF_SCREEN": "true", "HYDRA_FULL_ERROR": "0"}
+    p = subprocess.run([sys.executable, "-m", "electrodem.cli", *args], capture_output=True, text=True,
+                       env=env, timeout=timeout)
+    if check and p.returncode != 0:
+        raise AssertionError(f"electrodem {' '.join(args)} failed ({p.returncode}):\n{p.stdout}\n{p.stderr}")
+    return p
+
+
+def test_run_writes_the_documented_outputs(tmp_path):
+    run = tmp_path / "run"
+    p = electrodem(*SMOKE, f"hydra.run.dir={run}")
+    assert f"outputs: {run}" in p.stdout and "porosity" in p.stdout
+    for f in ("resolved_config.yaml", "metrics.json", "microstructure.npz", "checkpoint.npz",
+              "particles.vtu", "particles.pvd", "snapshots/00_place.npz", ".hydra/config.yaml"):
+        assert (run / f).is_file(), f
+    m = json.loads((run / "metrics.json").read_text())
+    comp = m["composition"]
+    for key in ("thickness_um", "porosity", "density_g_cm3", "mass_loading_mg_cm2", "areal_capacity_mAh_cm2",
+                "phases", "n_particles"):
+        assert key in comp
+    for ph in comp["phases"].values():
+        for key in ("wt_pct", "vol_pct_of_solid", "count", "psd_volume_basis_um"):
+            assert key in ph
+    assert sum(ph["wt_pct"] for ph in comp["phases"].values()) == pytest.approx(100.0)
+    # The saved snapshot is what the metrics describe and VTU holds the same particles.
+    micro = Microstructure.load(run / "microstructure.npz")
+    assert micro.n == comp["n_particles"] == read_vtu(run / "particles.vtu").points.shape[0]
+    assert [t for t, _ in read_pvd(run / "particles.pvd")] == [0.0]
+    assert m["timings_s"]["place"] > 0
+
+
+def test_bad_value_fails_before_compute(tmp_path):
+    run = tmp_path / "bad"
+    p = electrodem(*SMOKE, "formulation.components.am.wt_pct=50", f"hydra.run.dir={run}", check=False)
+    assert p.returncode == 2
+    assert "formulation.components.*.wt_pct=" in p.stderr and "sum to 100" in p.stderr
+    assert not (run / "microstructure.npz").exists()
+
+
+def test_finished_run_is_not_overwritten_and_resume_works(tmp_path):
+    run = tmp_path / "run"
+    electrodem(*SMOKE, f"hydra.run.dir={run}")
+    p = electrodem(*SMOKE, f"hydra.run.dir={run}", check=False)
+    assert p.returncode != 0 and "already holds a finished run" in p.stderr
+    run2 = tmp_path / "resumed"
+    electrodem(*SMOKE, f"resume_from={run / 'checkpoint.npz'}", f"hydra.run.dir={run2}")
+    a = Microstructure.load(run / "microstructure.npz")
+    b = Microstructure.load(run2 / "microstructure.npz")
+    assert (a.positions_m == b.positions_m).all()  # place was not redone
+
+
+@pytest.mark.parametrize("launcher", ["joblib", "submitit_local"])
+def test_sweep_writes_one_folder_per_job_and_a_summary(tmp_path, launcher):
+    sweep = tmp_path / "sweep"
+    electrodem("-m", *SMOKE, "seed=0,1", f"hydra/launcher={launcher}", f"hydra.sweep.dir={sweep}",
+               *(["hydra.launcher.n_jobs=2"] if launcher == "joblib" else ["hydra.launcher.timeout_min=5"]))
+    for job in ("0", "1"):
+        assert (sweep / job / "metrics.json").is_file()
+    with (sweep / "summary.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert [r["job"] for r in rows] == ["0", "1"]
+    assert ["seed=0" in rows[0]["overrides"], "seed=1" in rows[1]["overrides"]] == [True, True]
+    assert all(0.0 < float(r["porosity"]) < 1.0 for r in rows)
+    assert rows[0]["n_particles"] != "" and rows[0]["porosity"] != rows[1]["porosity"]
