@@ -21,7 +21,8 @@ def electrode_mix(n: int, ratio: float, seed: int = 0) -> tuple[Population, floa
     """10 µm AM holding 85 % of the solid volume, fines of 10/ratio µm; returns the box side (m)."""
     rng = np.random.default_rng(seed)
     d_big, d_small = 10e-6, 10e-6 / ratio
-    n_big = max(1, int(round(n * 0.85 / 0.15 * (d_small / d_big) ** 3 / (1 + 0.85 / 0.15 * (d_small / d_big) ** 3))))
+    q = 0.85 / 0.15 * (d_small / d_big) ** 3  # big/small number ratio for 85 % of the volume in big
+    n_big = max(1, int(round(n * q / (1 + q))))
     n_small = n - n_big
     d = np.r_[np.full(n_big, d_big), np.full(n_small, d_small)] * rng.uniform(0.9, 1.0, n)
     sid = np.r_[np.zeros(n_big, np.int32), np.ones(n_small, np.int32)]

@@ -8,7 +8,7 @@ import pytest
 from electrodem.config.errors import ConfigError
 from electrodem.io.snapshot import Species
 from electrodem.materials.formulation import Population
-from electrodem.process.place import PlaceParams, PlacementError, place
+from electrodem.process.place import PlacementError, PlaceParams, place
 
 SPECIES = (Species("big", "AM", 4750.0, 2e11, 0.25), Species("small", "CB", 1900.0, 1e9, 0.3))
 
