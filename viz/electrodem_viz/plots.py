@@ -1,0 +1,194 @@
+"""Matplotlib figures (Agg, no pyplot state): through-thickness profiles and cross-sections.
+
+All axes are in micrometres with the current collector (CC, z = 0) at the bottom.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.collections import EllipseCollection
+from matplotlib.figure import Figure
+from matplotlib.patches import Patch, Rectangle
+
+from electrodem.io.snapshot import Microstructure
+
+from .colors import species_colors
+from .profiles import CompositionProfile, composition_profile
+from .section import section_discs
+
+UM = 1e6
+CC_COLOR = "#9a9a9a"
+PORE_COLOR = "#4d4d4d"
+_DPI = 200
+
+
+def _cc_thickness_um(width_um: float, height_um: float) -> float:
+    """Drawn CC band thickness: a fixed share of the picture (the real foil thickness is not modelled)."""
+    return 0.03 * max(width_um, height_um)
+
+
+def _species_label(micro: Microstructure, k: int) -> str:
+    s = micro.species[k]
+    return f"{s.name} ({s.role})"
+
+
+def _save(fig: Figure, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # "tight" guards labels against the equal-aspect axes being shifted by the outside legend.
+    fig.savefig(path, dpi=_DPI, bbox_inches="tight", pad_inches=0.08)
+    return path
+
+
+# --------------------------------------------------------------------------- profiles
+def plot_profiles(
+    micro: Microstructure,
+    path: str | Path,
+    n_bins: int = 50,
+    z_edges_m: np.ndarray | None = None,
+    title: str | None = None,
+) -> CompositionProfile:
+    """Plot the through-thickness composition profile and return it.
+
+    Left: volume fraction of each species and porosity against height z (µm). Right: each species'
+    local fraction divided by its layer mean, the usual way to show binder/CB migration (a ratio > 1
+    near the top means enrichment at the surface). Fractions use exact sphere–slab volumes
+    (`electrodem_viz.profiles.slab_volume_fractions`), on ``n_bins`` equal slabs from the CC to the top
+    unless ``z_edges_m`` (m) is given.
+    """
+    prof = composition_profile(micro, n_bins=n_bins, z_edges_m=z_edges_m)
+    colors = species_colors(micro.species)
+    edges_um = prof.z_edges_m * UM
+    top_um = edges_um[-1]
+    cc_um = _cc_thickness_um(0.5 * top_um, top_um)
+
+    fig = Figure(figsize=(9.0, 6.0), layout="constrained")
+    ax_phi, ax_rel = fig.subplots(1, 2, sharey=True, width_ratios=[1.25, 1.0])
+    present = [k for k in range(len(micro.species)) if np.any(micro.species_id == k)]
+    mean = prof.mean_volume_fraction()
+    rel_max = 1.0
+    for k in present:
+        style = dict(orientation="horizontal", color=colors[k], linewidth=2.0, baseline=None)
+        ax_phi.stairs(prof.volume_fraction[:, k], edges_um, label=f"{_species_label(micro, k)}, mean "
+                      f"{mean[k]:.3f}", **style)
+        if mean[k] > 0:
+            rel = prof.volume_fraction[:, k] / mean[k]
+            rel_max = max(rel_max, float(np.max(rel)))
+            ax_rel.stairs(rel, edges_um, **style)
+    ax_phi.stairs(prof.porosity, edges_um, orientation="horizontal", color=PORE_COLOR, linewidth=1.6,
+                  linestyle="--", baseline=None, label=f"porosity, mean {1.0 - float(mean.sum()):.3f}")
+    ax_phi.set_xlim(0.0, 1.0)
+    ax_phi.set_xlabel("volume fraction (–)")
+    ax_phi.set_ylabel("height above current collector z (µm)")
+    ax_rel.axvline(1.0, color="0.5", linewidth=1.0, linestyle=":")
+    ax_rel.set_xlim(0.0, min(1.1 * rel_max, 4.0))
+    ax_rel.set_xlabel("local / layer-mean volume fraction (–)")
+    fig.legend(*ax_phi.get_legend_handles_labels(), loc="outside lower center", ncols=2, fontsize=9,
+               frameon=False)
+
+    for ax in (ax_phi, ax_rel):
+        ax.axhspan(-cc_um, 0.0, color=CC_COLOR, zorder=0)
+        ax.set_ylim(-cc_um, top_um * 1.02)
+        ax.grid(True, color="0.9", linewidth=0.8)
+        ax.set_axisbelow(True)
+    ax_phi.text(0.02, -0.5 * cc_um, "current collector", va="center", ha="left", fontsize=8, color="white")
+    fig.suptitle(title or f"Through-thickness composition ({len(prof.porosity)} slabs of "
+                 f"{(edges_um[1] - edges_um[0]):.2g} µm)", fontsize=12)
+    _save(fig, path)
+    return prof
+
+
+# --------------------------------------------------------------------------- sections
+def _draw_section(ax: Axes, micro: Microstructure, axis: str, position_m: float | None,
+                  colors: list[str], z_top_um: float, cc_um: float) -> None:
+    sec = section_discs(micro, axis=axis, position_m=position_m)
+    width_um = sec.width_m * UM
+    ax.add_patch(Rectangle((0.0, 0.0), width_um, z_top_um, facecolor="#fbfbfb", edgecolor="none", zorder=0))
+    if sec.u_m.size:
+        d_um = 2.0 * sec.radius_m * UM
+        coll = EllipseCollection(d_um, d_um, np.zeros_like(d_um), units="xy",
+                                 offsets=np.column_stack([sec.u_m * UM, sec.z_m * UM]),
+                                 offset_transform=ax.transData,
+                                 facecolors=[colors[k] for k in sec.species_id],
+                                 edgecolors="#00000055", linewidths=0.3, zorder=2)
+        ax.add_collection(coll)
+    ax.add_patch(Rectangle((0.0, -cc_um), width_um, cc_um, facecolor=CC_COLOR, edgecolor="none", zorder=3))
+    ax.set_xlim(0.0, width_um)
+    ax.set_ylim(-cc_um, z_top_um)
+    ax.set_aspect("equal")
+    ax.set_xlabel(f"{'x' if axis == 'y' else 'y'} (µm)")
+
+
+def _legend_handles(micro: Microstructure, colors: list[str]) -> list[Patch]:
+    handles = [Patch(facecolor=colors[k], edgecolor="#00000055", label=_species_label(micro, k))
+               for k in range(len(micro.species)) if np.any(micro.species_id == k)]
+    handles.append(Patch(facecolor=CC_COLOR, label="current collector"))
+    return handles
+
+
+def _section_figsize(width_um: float, height_um: float, n_panels: int = 1) -> tuple[float, float]:
+    panel_w = min(5.5, 10.0 / n_panels)
+    panel_h = float(np.clip(panel_w * height_um / width_um, 2.0, 7.0))
+    return panel_w * n_panels + 2.3, panel_h + 1.2
+
+
+def render_section(
+    micro: Microstructure,
+    path: str | Path,
+    axis: str = "y",
+    position: float | None = None,
+    title: str | None = None,
+) -> Path:
+    """Exact cross-section of the packing by the vertical plane ``axis = position`` (m).
+
+    Every sphere cut by the plane is drawn as its intersection disc in its species colour, seen
+    side-on with the CC at the bottom; axes in µm. ``position`` defaults to the middle of the box.
+    """
+    colors = species_colors(micro.species)
+    width_um = float(micro.box_m[0 if axis == "y" else 1]) * UM
+    top_um = micro.top_m() * UM * 1.03
+    cc_um = _cc_thickness_um(width_um, top_um)
+    fig = Figure(figsize=_section_figsize(width_um, top_um + cc_um), layout="constrained")
+    ax = fig.subplots()
+    _draw_section(ax, micro, axis, position, colors, top_um, cc_um)
+    pos = section_discs(micro, axis=axis, position_m=position).position_m
+    ax.set_ylabel("height z (µm)")
+    ax.set_title(title or f"Cross-section at {axis} = {pos * UM:.1f} µm", fontsize=12)
+    fig.legend(handles=_legend_handles(micro, colors), loc="outside right center", fontsize=9)
+    return _save(fig, path)
+
+
+def render_stages(
+    micros: Sequence[Microstructure],
+    labels: Sequence[str],
+    path: str | Path,
+    axis: str = "y",
+    position: float | None = None,
+    max_panels: int = 6,
+) -> Path:
+    """Side-by-side cross-sections of successive process stages on a common height scale.
+
+    With more than ``max_panels`` stages, the first, the last and evenly spaced ones between are shown.
+    """
+    if len(micros) < 2 or len(micros) != len(labels):
+        raise ValueError(f"render_stages needs >= 2 microstructures and one label each; got "
+                         f"{len(micros)} and {len(labels)}")
+    idx = np.unique(np.linspace(0, len(micros) - 1, min(max_panels, len(micros))).round().astype(int))
+    micros = [micros[i] for i in idx]
+    labels = [labels[i] for i in idx]
+    colors = species_colors(micros[-1].species)
+    width_um = float(micros[-1].box_m[0 if axis == "y" else 1]) * UM
+    top_um = max(m.top_m() for m in micros) * UM * 1.03
+    cc_um = _cc_thickness_um(width_um, top_um)
+    fig = Figure(figsize=_section_figsize(width_um, top_um + cc_um, len(micros)), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(1, len(micros), sharey=True))
+    for ax, m, lab in zip(axes, micros, labels, strict=True):
+        _draw_section(ax, m, axis, position, colors, top_um, cc_um)
+        ax.set_title(f"{lab}\nthickness {m.top_m() * UM:.1f} µm", fontsize=11)
+    axes[0].set_ylabel("height z (µm)")
+    fig.legend(handles=_legend_handles(micros[-1], colors), loc="outside right center", fontsize=9)
+    return _save(fig, path)
