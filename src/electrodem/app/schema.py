@@ -104,6 +104,15 @@ def validate(cfg: DictConfig | Mapping[str, Any]) -> RunConfig:
         settle_cls, _ = _settle_types()
         settle = build(settle_cls, c.get("settle"), "settle")
         engine = build(_engine_options_type(), c.get("engine"), "engine")
+        # Minimum-image contacts need each periodic length above 2 x (largest diameter + skin); the
+        # engine's automatic skin is half the smallest radius.
+        d_max = max(comp.material.psd.largest_um for comp in formulation.components)
+        d_min = min(comp.material.psd.smallest_um for comp in formulation.components)
+        need = 2.0 * d_max + 0.5 * d_min
+        for k in ("box_x_um", "box_y_um"):
+            require(getattr(rve, k) > need, f"rve.{k}", getattr(rve, k),
+                    f"> {need:.3g} µm for settling: twice the largest particle diameter ({d_max:.3g} µm) "
+                    f"plus the neighbour skin; enlarge the box or lower the largest d_max_um")
     analysis = None
     if "analyse" in steps:
         ap = _analysis_params_type()

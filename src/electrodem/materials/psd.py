@@ -79,6 +79,21 @@ class PSD:
             return self.d50_um
         return self.d50_um * float(np.exp(-3.0 * self.sigma_ln**2))
 
+    @property
+    def largest_um(self) -> float:
+        """Largest diameter that sampling can return (µm): ``d_max_um``, else the number median times
+        sigma_g^4 (beyond 4 standard deviations of ln d, one particle in 30 000)."""
+        if self.d_max_um is not None:
+            return float(self.d_max_um)
+        return self.number_median_um * self.geometric_std**4
+
+    @property
+    def smallest_um(self) -> float:
+        """Smallest diameter that sampling can return (µm), by the same rule as `largest_um`."""
+        if self.d_min_um is not None:
+            return float(self.d_min_um)
+        return self.number_median_um / self.geometric_std**4
+
     def sample_um(self, n: int, rng: np.random.Generator) -> np.ndarray:
         """Draw ``n`` diameters (µm) from the truncated number distribution (inverse-CDF sampling)."""
         if self.sigma_ln == 0.0:
