@@ -14,6 +14,7 @@ from matplotlib.image import imread
 
 os.environ.setdefault("PYVISTA_OFF_SCREEN", "true")
 
+from electrodem.analysis.profiles import sphere_volume_below_m3  # noqa: E402
 from electrodem.io.snapshot import Microstructure, Species  # noqa: E402
 from electrodem_viz import (  # noqa: E402
     FALLBACK_PALETTE,
@@ -26,7 +27,6 @@ from electrodem_viz import (  # noqa: E402
     species_colors,
 )
 from electrodem_viz.cli import main  # noqa: E402
-from electrodem_viz.profiles import sphere_volume_below_m3  # noqa: E402
 
 UM = 1e-6
 AM, CB, BINDER = "#3b5ba5", "#222222", "#d62728"

@@ -10,9 +10,10 @@ Python API (all take a `electrodem.io.snapshot.Microstructure`; lengths SI in, Â
 * `render_run` â€” everything for a run directory (what ``electrodem-viz RUN_DIR`` calls)
 """
 
+from electrodem.analysis.profiles import CompositionProfile, composition_profile, slab_volume_fractions
+
 from .colors import FALLBACK_PALETTE, species_colors
 from .plots import plot_profiles, render_section, render_stages
-from .profiles import CompositionProfile, composition_profile, slab_volume_fractions
 from .render import render_particles
 from .run import render_run
 from .section import Section, section_discs

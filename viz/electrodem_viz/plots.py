@@ -14,10 +14,10 @@ from matplotlib.collections import EllipseCollection
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch, Rectangle
 
+from electrodem.analysis.profiles import CompositionProfile, composition_profile
 from electrodem.io.snapshot import Microstructure
 
 from .colors import species_colors
-from .profiles import CompositionProfile, composition_profile
 from .section import section_discs
 
 UM = 1e6
@@ -57,7 +57,7 @@ def plot_profiles(
     Left: volume fraction of each species and porosity against height z (µm). Right: each species'
     local fraction divided by its layer mean, the usual way to show binder/CB migration (a ratio > 1
     near the top means enrichment at the surface). Fractions use exact sphere–slab volumes
-    (`electrodem_viz.profiles.slab_volume_fractions`), on ``n_bins`` equal slabs from the CC to the top
+    (`electrodem.analysis.profiles.slab_volume_fractions`), on ``n_bins`` equal slabs from the CC to the top
     unless ``z_edges_m`` (m) is given.
     """
     prof = composition_profile(micro, n_bins=n_bins, z_edges_m=z_edges_m)

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
+from electrodem.analysis.profiles import CompositionProfile
 from electrodem.io.snapshot import Microstructure
 
-from .profiles import CompositionProfile
 from .render import check_window_size
 
 WHAT = ("particles", "section", "profile", "stages")

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from electrodem.analysis.profiles import sphere_volume_below_m3
 from electrodem.io.snapshot import Microstructure
 from electrodem.materials.psd import d_values
 
@@ -20,9 +21,7 @@ def solid_volume_below_m3(micro: Microstructure, z_top_m: float) -> float:
     Spheres cut by the plane count only their part below it (exact spherical-cap volumes), so the
     porosity of a layer whose top is fixed by a plate or a percentile is not biased by protrusions.
     """
-    z, r = micro.positions_m[:, 2], micro.radii_m
-    h = np.clip(z_top_m - (z - r), 0.0, 2.0 * r)  # height of the part of each sphere below the plane
-    return float(np.sum(np.pi * h**2 * (3.0 * r - h) / 3.0))
+    return float(np.sum(sphere_volume_below_m3(z_top_m, micro.positions_m[:, 2], micro.radii_m)))
 
 
 def composition_metrics(micro: Microstructure) -> dict[str, Any]:

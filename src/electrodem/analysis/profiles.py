@@ -1,6 +1,6 @@
 """Through-thickness composition profiles by exact sphere–slab intersection volumes.
 
-Pure NumPy (no PyVista, matplotlib or Taichi), so the analysis code can reuse it.
+Pure NumPy (no PyVista, matplotlib or Taichi): used by the analysis report and by the viz plots.
 
 The volume of a sphere of radius r and centre height z_c lying below a plane at height z is analytic:
 with t = clip(z - z_c, -r, r),
