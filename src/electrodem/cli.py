@@ -50,7 +50,6 @@ def analyse_main(argv: list[str]) -> int:
     a = p.parse_args(argv)
     import yaml
 
-    from electrodem.analysis.composition import composition_metrics
     from electrodem.analysis.report import AnalysisParams, analyse, format_table
     from electrodem.app.runner import _json_safe
     from electrodem.app.schema import build
@@ -65,7 +64,8 @@ def analyse_main(argv: list[str]) -> int:
     pfile = a.params or config_dir() / "analysis" / "default.yaml"
     params = build(AnalysisParams, yaml.safe_load(pfile.read_text()) or {}, "analysis")
     micro = Microstructure.load(snap)
-    metrics = _json_safe({"composition": composition_metrics(micro), "analysis": analyse(micro, params)})
+    analysis = analyse(micro, params)
+    metrics = _json_safe({"composition": analysis.pop("composition"), "analysis": analysis})
     out.write_text(json.dumps(metrics, indent=2))
     print(format_table(metrics["analysis"]))
     print(f"written: {out}")

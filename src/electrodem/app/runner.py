@@ -136,14 +136,17 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     ctx.micro.save(run_dir / "microstructure.npz")
     if rc.output.get("vtu", True):
         write_vtu(ctx.micro, run_dir / "particles.vtu")
+    analysis = dict(ctx.reports.get("analyse", {}))
+    # The report carries the composition of the snapshot it analysed; keep one copy, at top level.
+    composition = analysis.pop("composition", None) or composition_metrics(ctx.micro)
     metrics = {
         "run": {"route": rc.route_name, "steps": list(rc.steps), "formulation": rc.formulation.name,
                 "seed": rc.seed, "run_dir": str(run_dir.resolve()),
                 "calendering_state": "uncalendered"},
         "conversion": ctx.reports.get("conversion"),
-        "composition": composition_metrics(ctx.micro),
+        "composition": composition,
         "steps": {s: ctx.reports[s] for s in rc.steps if s in ctx.reports and s != "analyse"},
-        "analysis": ctx.reports.get("analyse", {}),
+        "analysis": analysis,
         "shortcuts": ctx.micro.metadata.get("shortcuts", {}),
         "timings_s": {**ctx.timings_s, "total": time.perf_counter() - t_run},
     }

@@ -23,6 +23,11 @@ HEADLINE = {
     "n_particles": ("composition", "n_particles"),
     "packing_fraction": ("steps", "settle", "packing_fraction"),
     "mean_coordination_number": ("steps", "settle", "mean_coordination_number"),
+    "sigma_e_eff_z_S_per_m": ("analysis", "conductivity", "electronic", "resistor", "z", "sigma_eff_S_per_m"),
+    "tau_pore_z": ("analysis", "tortuosity", "pore", "z", "tortuosity_factor"),
+    "tau_se_z": ("analysis", "tortuosity", "SE", "z", "tortuosity_factor"),
+    "inactive_am_fraction_by_volume": ("analysis", "isolated_am", "inactive_fraction_by_volume"),
+    "usable_capacity_ratio": ("analysis", "rate_capability", "usable_capacity_ratio"),
     "total_time_s": ("timings_s", "total"),
 }
 
@@ -37,11 +42,7 @@ def _get(d: Any, path: tuple[str, ...]) -> Any:
 
 def headline_row(metrics: dict[str, Any]) -> dict[str, Any]:
     """The headline metrics of one run (None where a step did not run)."""
-    row = {k: _get(metrics, p) for k, p in HEADLINE.items()}
-    # Scalar analysis results (conductivities, tortuosities, isolated AM) are headline too.
-    for k, v in (_get(metrics, ("analysis", "headline")) or {}).items():
-        row[k] = v
-    return row
+    return {k: _get(metrics, p) for k, p in HEADLINE.items()}
 
 
 def write_summary(sweep_dir: Path) -> Path | None:
