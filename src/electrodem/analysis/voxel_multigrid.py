@@ -530,7 +530,7 @@ def pcg(
     p = z.copy()
     rz = float(np.dot(r, z))
     relres = 1.0
-    next_check, since_check = tol / 10, 0
+    next_check, since_check = tol / 10, -(max_iterations + 1)  # no periodic checks before the first
     bar = None
     if progress:
         from tqdm import tqdm
