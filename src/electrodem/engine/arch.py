@@ -1,0 +1,145 @@
+"""Taichi initialisation: backend, precision and seed, done once per process at run time.
+
+Nothing in ``electrodem.engine`` touches Taichi at import time; `init` is the one place that calls
+``ti.init``. Calling `init` again with equal options is a no-op. Calling it with different options
+raises `EngineInitError`, because ``ti.init`` frees every field and ndarray and would silently
+invalidate live simulations; pass ``reinit=True`` to accept that (live `Simulation` objects then
+refuse to run, with a clear message, instead of crashing).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from electrodem.config import ConfigError
+
+ARCHS = ("cpu", "gpu", "cuda", "vulkan")
+PRECISIONS = ("f64", "f32")
+
+
+class EngineInitError(RuntimeError):
+    """Taichi is already initialised with other options (see `init`)."""
+
+
+@dataclass(frozen=True)
+class EngineOptions:
+    """How the engine runs (not what it simulates).
+
+    Parameters
+    ----------
+    arch : ``cpu`` (default), ``gpu`` (any GPU Taichi finds), ``cuda`` or ``vulkan``.
+    precision : ``f64`` (default, what tests use) or ``f32`` (faster on GPUs; overlaps of stiff
+        contacts lose digits, so check the overlap guard).
+    seed : seed of Taichi's random generator (the engine itself is deterministic).
+    cpu_threads : CPU worker threads; ``None`` lets Taichi use every core.
+    offline_cache : keep compiled kernels on disk between processes (saves compile time).
+    debug : Taichi bounds checking (slow; for development).
+    """
+
+    arch: str = "cpu"
+    precision: str = "f64"
+    seed: int = 0
+    cpu_threads: int | None = None
+    offline_cache: bool = True
+    debug: bool = False
+
+    def __post_init__(self) -> None:
+        if self.arch not in ARCHS:
+            raise ConfigError("engine.arch", self.arch, f"one of {ARCHS}")
+        if self.precision not in PRECISIONS:
+            raise ConfigError("engine.precision", self.precision, f"one of {PRECISIONS}")
+        if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:
+            raise ConfigError("engine.seed", self.seed, "an integer >= 0")
+        if self.cpu_threads is not None and (not isinstance(self.cpu_threads, int) or self.cpu_threads < 1):
+            raise ConfigError("engine.cpu_threads", self.cpu_threads, "null or an integer >= 1")
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> EngineOptions:
+        """Build from a plain mapping (e.g. a Hydra config node converted to a dict)."""
+        known = {f for f in cls.__dataclass_fields__}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ConfigError(
+                f"engine.{unknown[0]}", d[unknown[0]], f"not a known option; known: {sorted(known)}"
+            )
+        return cls(**d)
+
+
+_current: EngineOptions | None = None
+_generation = 0
+
+
+def init(options: EngineOptions | None = None, *, reinit: bool = False) -> EngineOptions:
+    """Initialise Taichi for the engine and return the options in force.
+
+    Equal options: no-op. Different options: `EngineInitError` unless ``reinit=True``.
+    """
+    global _current, _generation
+    options = options or EngineOptions()
+    if _current is not None:
+        if options == _current:
+            return _current
+        if not reinit:
+            raise EngineInitError(
+                f"Taichi is already initialised with {_current}; asked for {options}. Re-initialising frees "
+                "every live simulation; call init(options, reinit=True) to do it anyway."
+            )
+    import taichi as ti
+
+    arch = {"cpu": ti.cpu, "gpu": ti.gpu, "cuda": ti.cuda, "vulkan": ti.vulkan}[options.arch]
+    kwargs: dict[str, Any] = dict(
+        arch=arch,
+        default_fp=ti.f64 if options.precision == "f64" else ti.f32,
+        default_ip=ti.i32,
+        random_seed=options.seed,
+        offline_cache=options.offline_cache,
+        debug=options.debug,
+        log_level=ti.WARN,
+    )
+    if options.cpu_threads is not None:
+        kwargs["cpu_max_num_threads"] = options.cpu_threads
+    os.environ.setdefault("TI_ENABLE_TORCH", "0")
+    ti.init(**kwargs)
+    if options.arch != "cpu" and ti.lang.impl.current_cfg().arch == ti.cpu:
+        # Taichi falls back to the CPU silently when no GPU is found; say so instead.
+        raise EngineInitError(f"engine.arch={options.arch!r} requested but Taichi found no such device")
+    _current = options
+    _generation += 1
+    return options
+
+
+def current_options() -> EngineOptions | None:
+    """The options Taichi was initialised with, or None before `init`."""
+    return _current
+
+
+def generation() -> int:
+    """Counter bumped by every (re-)initialisation; objects holding Taichi memory compare it."""
+    return _generation
+
+
+def ensure_init() -> EngineOptions:
+    """Initialise with default options if nothing did yet; return the options in force."""
+    return _current if _current is not None else init(EngineOptions())
+
+
+def real_dtype() -> Any:
+    """Taichi float type of the current precision."""
+    import taichi as ti
+
+    opts = ensure_init()
+    return ti.f64 if opts.precision == "f64" else ti.f32
+
+
+def numpy_real() -> Any:
+    """NumPy float type of the current precision."""
+    import numpy as np
+
+    return np.float64 if ensure_init().precision == "f64" else np.float32
+
+
+def options_dict() -> dict[str, Any]:
+    """JSON-able description of the options in force (for run metadata)."""
+    return asdict(ensure_init())

@@ -1,0 +1,101 @@
+"""Reductions over the state (energies, overlaps, NaN) and the export of contacts as arrays."""
+
+import taichi as ti
+
+from electrodem.engine.integrate import D_G, _vec
+from electrodem.engine.neighbors import min_image
+from electrodem.engine.walls import MAX_WALLS, W_NX, W_PX
+
+# Slots of the diagnostics buffer ``s.diag``.
+O_KE_T, O_KE_R, O_NAN, O_MAX_OVL, O_MAX_SPEED, O_PE_G, O_ELASTIC, O_WORST, O_MOM = range(9)
+
+
+@ti.kernel
+def diagnostics(s: ti.template(), p: ti.template(), n: ti.i32, nw: ti.i32):
+    """Fill ``s.diag``: kinetic energy of translation and rotation (J), count of non-finite
+    particles, max overlap divided by the smaller radius (pairs and walls), max speed (m/s),
+    gravitational potential -sum m g.x (J), Hertz elastic energy 8/15 E* sqrt(R*) d^2.5 over all
+    contacts (J), index of a particle in the worst overlap, and |total momentum| (kg m/s)."""
+    g = ti.Vector([s.dom[D_G], s.dom[D_G + 1], s.dom[D_G + 2]])
+    for k in range(9):
+        s.diag[k] = 0.0
+    mom = g * 0.0
+    for i in range(n):
+        xi, vi, wi = s.x[i], s.v[i], s.w[i]
+        bad = False
+        for a in ti.static(range(3)):
+            if not (ti.abs(xi[a]) < 1e30 and ti.abs(vi[a]) < 1e30 and ti.abs(wi[a]) < 1e30):
+                bad = True
+        if bad:
+            s.diag[O_NAN] += 1.0
+        else:
+            if s.invm[i] > 0.0:
+                m = 1.0 / s.invm[i]
+                s.diag[O_KE_T] += 0.5 * m * vi.dot(vi)
+                s.diag[O_PE_G] += -m * g.dot(xi)
+                mom += m * vi
+            if s.invI[i] > 0.0:
+                s.diag[O_KE_R] += 0.5 * wi.dot(wi) / s.invI[i]
+            ti.atomic_max(s.diag[O_MAX_SPEED], vi.norm())
+    for i in range(n):
+        xi, ri, mi = s.x[i], s.r[i], s.mat[i]
+        for k in range(p.start[i], p.start[i + 1]):
+            j = p.j[k]
+            d = min_image(xi - s.x[j], s.dom)
+            delta = ri + s.r[j] - d.norm()
+            if delta > 0.0:
+                rstar = ri * s.r[j] / (ri + s.r[j])
+                s.diag[O_ELASTIC] += 8.0 / 15.0 * s.table[mi, s.mat[j], 0] * ti.sqrt(rstar) * delta**2.5
+                ratio = delta / ti.min(ri, s.r[j])
+                old = ti.atomic_max(s.diag[O_MAX_OVL], ratio)
+                if ratio > old:
+                    s.diag[O_WORST] = i
+        for wk in ti.static(range(MAX_WALLS)):
+            if wk < nw:
+                delta = ri - (xi - _vec(s.walls, wk, W_PX)).dot(_vec(s.walls, wk, W_NX))
+                if delta > 0.0:
+                    s.diag[O_ELASTIC] += 8.0 / 15.0 * s.table[mi, s.wmat[wk], 0] * ti.sqrt(ri) * delta**2.5
+                    old = ti.atomic_max(s.diag[O_MAX_OVL], delta / ri)
+                    if delta / ri > old:
+                        s.diag[O_WORST] = i
+    s.diag[O_MOM] = mom.norm()
+
+
+@ti.kernel
+def export_contacts(
+    s: ti.template(),
+    p: ti.template(),
+    n: ti.i32,
+    ci: ti.types.ndarray(),
+    cj: ti.types.ndarray(),
+    cval: ti.types.ndarray(),
+) -> ti.i32:
+    """Touching pairs: i, j and per pair [overlap (m), contact radius sqrt(R* d) (m), normal force (N),
+    tangential force magnitude (N)]; returns their number. Order is arbitrary (the caller sorts)."""
+    count = 0
+    for i in range(n):
+        xi, ri = s.x[i], s.r[i]
+        for k in range(p.start[i], p.start[i + 1]):
+            j = p.j[k]
+            d = min_image(xi - s.x[j], s.dom)
+            dist = d.norm()
+            delta = ri + s.r[j] - dist
+            if delta > 0.0:
+                slot = ti.atomic_add(count, 1)
+                nrm = d / dist
+                fk = p.pair_f[k]
+                fn = fk.dot(nrm)
+                ci[slot] = i
+                cj[slot] = j
+                cval[slot, 0] = delta
+                cval[slot, 1] = ti.sqrt(ri * s.r[j] / (ri + s.r[j]) * delta)
+                cval[slot, 2] = fn
+                cval[slot, 3] = (fk - fn * nrm).norm()
+    return count
+
+
+@ti.kernel
+def wall_overlaps(s: ti.template(), n: ti.i32, wk: ti.i32, out: ti.types.ndarray()):
+    """Overlap (m) of every particle with wall ``wk`` (<= 0 means no contact)."""
+    for i in range(n):
+        out[i] = s.r[i] - (s.x[i] - _vec(s.walls, wk, W_PX)).dot(_vec(s.walls, wk, W_NX))

@@ -1,0 +1,166 @@
+"""Static description of what is simulated: materials, the contact law and its per-pair table.
+
+A contact law is assembled from named sub-models (LAMMPS-granular style):
+
+* ``normal``: ``hertz`` — F = 4/3 E* sqrt(R*) d^1.5.
+* ``damping``: ``restitution`` (viscous, Tsuji form, calibrated so the restitution coefficient of a
+  head-on Hertz collision equals the material's; see `electrodem.engine.damping`) or ``none``.
+* ``tangential``: ``mindlin`` (no-slip Mindlin spring k_t = 8 G* a with history and Coulomb limit
+  mu F_n) or ``none``.
+* ``rolling``: ``none``, ``constant`` (constant directional torque mu_r R* F_n opposing the relative
+  rolling) or ``epsd`` (elastic–plastic spring-dashpot, Ai et al. 2011: spring k_r = 2.25 S_n mu_r^2 R*^2,
+  capped at mu_r R* F_n, plus a dashpot of damping ratio 0.3 while below the cap).
+
+Pair properties follow mixing rules (E*, G* from both moduli; restitution, friction and rolling
+friction as geometric means) and can be overridden per material pair.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from electrodem.config import ConfigError
+from electrodem.engine.damping import damping_for_restitution
+
+NORMAL_MODELS = ("hertz",)
+DAMPING_MODELS = ("restitution", "none")
+TANGENTIAL_MODELS = ("mindlin", "none")
+ROLLING_MODELS = ("none", "constant", "epsd")
+
+# Columns of the pair-property table handed to the kernels.
+P_ESTAR, P_GSTAR, P_ETA, P_MU, P_MUR = range(5)
+N_PAIR_PROPS = 5
+
+
+@dataclass(frozen=True)
+class Material:
+    """Bulk and surface properties of one particle or wall material (SI).
+
+    ``restitution`` in (0, 1], ``friction`` (Coulomb mu) >= 0, ``rolling_friction`` (mu_r,
+    dimensionless, torque = mu_r R* F_n) >= 0.
+    """
+
+    name: str
+    density_kg_per_m3: float
+    youngs_modulus_Pa: float
+    poisson_ratio: float
+    restitution: float = 0.5
+    friction: float = 0.5
+    rolling_friction: float = 0.0
+
+    def __post_init__(self) -> None:
+        key = f"material[{self.name}]"
+        if not self.density_kg_per_m3 > 0:
+            raise ConfigError(f"{key}.density_kg_per_m3", self.density_kg_per_m3, "> 0")
+        if not self.youngs_modulus_Pa > 0:
+            raise ConfigError(f"{key}.youngs_modulus_Pa", self.youngs_modulus_Pa, "> 0")
+        if not -1.0 < self.poisson_ratio < 0.5:
+            raise ConfigError(f"{key}.poisson_ratio", self.poisson_ratio, "in (-1, 0.5)")
+        if not 0.0 < self.restitution <= 1.0:
+            raise ConfigError(f"{key}.restitution", self.restitution, "in (0, 1]")
+        if not self.friction >= 0:
+            raise ConfigError(f"{key}.friction", self.friction, ">= 0")
+        if not self.rolling_friction >= 0:
+            raise ConfigError(f"{key}.rolling_friction", self.rolling_friction, ">= 0")
+
+    @property
+    def shear_modulus_Pa(self) -> float:
+        """G = E / (2 (1 + nu)) in Pa."""
+        return self.youngs_modulus_Pa / (2.0 * (1.0 + self.poisson_ratio))
+
+
+@dataclass(frozen=True)
+class PairOverride:
+    """Surface properties of one material pair that replace the mixing rule (None keeps the mix)."""
+
+    restitution: float | None = None
+    friction: float | None = None
+    rolling_friction: float | None = None
+
+
+@dataclass(frozen=True)
+class ContactModel:
+    """Named sub-models of the contact law (see module docstring for the choices)."""
+
+    normal: str = "hertz"
+    damping: str = "restitution"
+    tangential: str = "mindlin"
+    rolling: str = "none"
+
+    def __post_init__(self) -> None:
+        for key, value, allowed in (
+            ("normal", self.normal, NORMAL_MODELS),
+            ("damping", self.damping, DAMPING_MODELS),
+            ("tangential", self.tangential, TANGENTIAL_MODELS),
+            ("rolling", self.rolling, ROLLING_MODELS),
+        ):
+            if value not in allowed:
+                raise ConfigError(f"contact.{key}", value, f"one of {allowed}")
+
+    @property
+    def rolling_code(self) -> int:
+        """0 none, 1 constant, 2 epsd (compile-time switch of the kernels)."""
+        return ROLLING_MODELS.index(self.rolling)
+
+
+@dataclass
+class MaterialTable:
+    """Materials by index plus pair overrides; builds the (n, n, N_PAIR_PROPS) pair table."""
+
+    materials: tuple[Material, ...]
+    overrides: dict[tuple[str, str], PairOverride] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.materials:
+            raise ConfigError("materials", [], "at least one Material")
+        names = [m.name for m in self.materials]
+        if len(set(names)) != len(names):
+            raise ConfigError("materials", names, "unique names")
+        for a, b in self.overrides:
+            for nm in (a, b):
+                if nm not in names:
+                    raise ConfigError("pair_overrides", (a, b), f"material names among {names}")
+
+    def index(self, name: str) -> int:
+        """Index of the material called ``name``."""
+        for k, m in enumerate(self.materials):
+            if m.name == name:
+                return k
+        raise ConfigError("material", name, f"one of {[m.name for m in self.materials]}")
+
+    def pair_values(self, a: int, b: int) -> tuple[float, float, float]:
+        """(restitution, friction, rolling_friction) of materials a, b after mixing and overrides."""
+        ma, mb = self.materials[a], self.materials[b]
+        e = math.sqrt(ma.restitution * mb.restitution)
+        mu = math.sqrt(ma.friction * mb.friction)
+        mur = math.sqrt(ma.rolling_friction * mb.rolling_friction)
+        ov = self.overrides.get((ma.name, mb.name)) or self.overrides.get((mb.name, ma.name))
+        if ov is not None:
+            e = ov.restitution if ov.restitution is not None else e
+            mu = ov.friction if ov.friction is not None else mu
+            mur = ov.rolling_friction if ov.rolling_friction is not None else mur
+        return e, mu, mur
+
+    def pair_table(self, contact: ContactModel) -> np.ndarray:
+        """(n, n, N_PAIR_PROPS) float64 table: E* (Pa), G* (Pa), eta, mu, mu_r."""
+        n = len(self.materials)
+        table = np.zeros((n, n, N_PAIR_PROPS))
+        for a in range(n):
+            for b in range(n):
+                ma, mb = self.materials[a], self.materials[b]
+                e, mu, mur = self.pair_values(a, b)
+                table[a, b, P_ESTAR] = 1.0 / (
+                    (1 - ma.poisson_ratio**2) / ma.youngs_modulus_Pa
+                    + (1 - mb.poisson_ratio**2) / mb.youngs_modulus_Pa
+                )
+                table[a, b, P_GSTAR] = 1.0 / (
+                    (2 - ma.poisson_ratio) / ma.shear_modulus_Pa
+                    + (2 - mb.poisson_ratio) / mb.shear_modulus_Pa
+                )
+                table[a, b, P_ETA] = 0.0 if contact.damping == "none" else damping_for_restitution(e)
+                table[a, b, P_MU] = 0.0 if contact.tangential == "none" else mu
+                table[a, b, P_MUR] = 0.0 if contact.rolling == "none" else mur
+        return table

@@ -1,0 +1,438 @@
+"""Neighbour search for wide size distributions: a multi-level cell grid and a half Verlet list.
+
+Particles are put in levels by radius (level k holds radii in [r_min 2^k, r_min 2^(k+1)); empty levels
+are dropped); each level has its own cell grid of cell size >= 2 r_max(level) + skin, filled by a
+counting sort (count per cell, prefix sum, scatter, then a sort inside each cell by index so the
+result is deterministic). A particle searches the 27 cells around it in its own level and in every
+coarser level, never in finer ones, so a 10 um sphere never scans the 0.2 um grid: every pair is found
+exactly once, by its smaller member (by index inside one level). That gives a half list (CSR by
+owner) that the force kernel walks once per pair, plus a reverse list so that each particle gathers
+the forces of the pairs it does not own without float atomics.
+
+The list holds every pair closer than r_i + r_j + skin and is rebuilt when some particle has moved
+more than skin/2 since the last build. Per-pair tangential and rolling history is carried over from
+the previous list at each rebuild (looked up by pair, in either ownership order, and negated when
+the owner changed), so it survives rebuilds and particle additions.
+"""
+
+import math
+
+import numpy as np
+import taichi as ti
+
+from electrodem.engine.scan import exclusive_scan, scratch_size
+from electrodem.engine.state import acquire, release, round_capacity
+
+LEVEL_RATIO = 2.0
+MAX_LEVELS = 16
+
+
+@ti.func
+def min_image(d, dom):
+    """Minimum-image vector on periodic axes; ``dom`` = [Lx, Ly, Lz, px, py, pz, ...]."""
+    for a in ti.static(range(3)):
+        if dom[3 + a] > 0.5:
+            d[a] -= dom[a] * ti.round(d[a] / dom[a])
+    return d
+
+
+@ti.data_oriented
+class CellStore:
+    """Cell counts/starts of every level's grid plus the grid geometry (origin, cell size, counts)."""
+
+    def __init__(self, n_cells: int, scan_n: int, real: object) -> None:
+        self.n_cells_cap = n_cells
+        self.scan_cap = scan_n
+        self.pool_key = (n_cells, scan_n, real)
+        fb = ti.FieldsBuilder()
+        self.cell_count = ti.field(ti.i32)
+        fb.dense(ti.i, n_cells).place(self.cell_count)
+        self.cell_start = ti.field(ti.i32)
+        fb.dense(ti.i, n_cells + 1).place(self.cell_start)
+        self.ginfo = ti.field(real)
+        fb.dense(ti.ij, (MAX_LEVELS, 6)).place(self.ginfo)
+        self.gint = ti.field(ti.i32)
+        fb.dense(ti.ij, (MAX_LEVELS, 4)).place(self.gint)
+        self.bbox = ti.field(real)
+        fb.dense(ti.i, 6).place(self.bbox)
+        self.bsum = ti.field(ti.i32)
+        fb.dense(ti.i, scratch_size(scan_n)).place(self.bsum)
+        self._tree = fb.finalize()
+
+    def destroy(self) -> None:
+        self._tree.destroy()
+
+
+@ti.data_oriented
+class PairStore:
+    """Current half list (start/j/history), the previous one (old_*), the reverse index and the
+    per-pair force on the owner (N) and torque on the partner (N m)."""
+
+    def __init__(self, n_cap: int, p_cap: int, real: object) -> None:
+        self.n_cap, self.p_cap = n_cap, p_cap
+        self.pool_key = (n_cap, p_cap, real)
+        vec = ti.types.vector(3, real)
+        fb = ti.FieldsBuilder()
+        self.start = ti.field(ti.i32)
+        self.old_start = ti.field(ti.i32)
+        self.rev_start = ti.field(ti.i32)
+        fb.dense(ti.i, n_cap + 1).place(self.start, self.old_start, self.rev_start)
+        self.j = ti.field(ti.i32)
+        self.old_j = ti.field(ti.i32)
+        self.rev_k = ti.field(ti.i32)
+        fb.dense(ti.i, p_cap).place(self.j, self.old_j, self.rev_k)
+        self.ht, self.hr, self.old_ht, self.old_hr, self.pair_f, self.pair_tj = (
+            ti.field(vec) for _ in range(6)
+        )
+        fb.dense(ti.i, p_cap).place(self.ht, self.hr, self.old_ht, self.old_hr, self.pair_f, self.pair_tj)
+        self._tree = fb.finalize()
+
+    def destroy(self) -> None:
+        self._tree.destroy()
+
+
+@ti.func
+def _cell_coord(x, lvl, c):
+    q = ti.Vector([0, 0, 0])
+    for a in ti.static(range(3)):
+        k = ti.floor((x[a] - c.ginfo[lvl, a]) / c.ginfo[lvl, 3 + a], ti.i32)
+        q[a] = ti.min(ti.max(k, 0), c.gint[lvl, a] - 1)
+    return q
+
+
+@ti.kernel
+def _bbox(s: ti.template(), c: ti.template(), n: ti.i32):
+    for a in range(3):
+        c.bbox[a] = 3e38
+        c.bbox[3 + a] = -3e38
+    for i in range(n):
+        for a in ti.static(range(3)):
+            ti.atomic_min(c.bbox[a], s.x[i][a])
+            ti.atomic_max(c.bbox[3 + a], s.x[i][a])
+
+
+@ti.kernel
+def _bin(s: ti.template(), c: ti.template(), n: ti.i32, n_cells: ti.i32):
+    for k in range(n_cells):
+        c.cell_count[k] = 0
+    for i in range(n):
+        lvl = s.level[i]
+        q = _cell_coord(s.x[i], lvl, c)
+        cid = c.gint[lvl, 3] + (q[2] * c.gint[lvl, 1] + q[1]) * c.gint[lvl, 0] + q[0]
+        s.cell_of[i] = cid
+        ti.atomic_add(c.cell_count[cid], 1)
+
+
+@ti.func
+def _insertion_sort(a: ti.template(), lo, hi):
+    for k in range(lo + 1, hi):
+        v = a[k]
+        m = k - 1
+        while m >= lo and a[m] > v:
+            a[m + 1] = a[m]
+            m -= 1
+        a[m + 1] = v
+
+
+@ti.kernel
+def _scatter(s: ti.template(), c: ti.template(), n: ti.i32, n_cells: ti.i32):
+    for k in range(n_cells):
+        c.cell_count[k] = 0
+    for i in range(n):
+        cid = s.cell_of[i]
+        slot = ti.atomic_add(c.cell_count[cid], 1)
+        s.sorted_ids[c.cell_start[cid] + slot] = i
+    for k in range(n_cells):
+        _insertion_sort(s.sorted_ids, c.cell_start[k], c.cell_start[k + 1])
+
+
+@ti.func
+def _axis_range(q, ncell, periodic):
+    """(first cell, count) of the 3-cell window around q on one axis, never visiting a cell twice."""
+    lo = q - 1
+    cnt = 3
+    if periodic:
+        if ncell < 3:
+            lo = 0
+            cnt = ncell
+    else:
+        lo = ti.max(q - 1, 0)
+        cnt = ti.min(q + 1, ncell - 1) - lo + 1
+    return lo, cnt
+
+
+@ti.func
+def _old_history(i, j, p, n_old):
+    """History of pair (i, j) in the previous list: owned by i as is, owned by j negated, else zero."""
+    h_t = p.old_ht[0] * 0.0
+    h_r = p.old_hr[0] * 0.0
+    found = False
+    if i < n_old:
+        for k in range(p.old_start[i], p.old_start[i + 1]):
+            if p.old_j[k] == j:
+                h_t = p.old_ht[k]
+                h_r = p.old_hr[k]
+                found = True
+    if not found and j < n_old:
+        for k in range(p.old_start[j], p.old_start[j + 1]):
+            if p.old_j[k] == i:
+                h_t = -p.old_ht[k]
+                h_r = -p.old_hr[k]
+    return h_t, h_r
+
+
+@ti.kernel
+def _pairs(
+    s: ti.template(),
+    c: ti.template(),
+    p: ti.template(),
+    n: ti.i32,
+    n_levels: ti.i32,
+    skin: float,
+    n_old: ti.i32,
+    fill: ti.template(),
+):
+    for i in range(n):
+        xi = s.x[i]
+        ri = s.r[i]
+        li = s.level[i]
+        cnt = 0
+        slot = 0
+        if ti.static(fill):
+            slot = p.start[i]
+        for lvl in range(li, n_levels):
+            q = _cell_coord(xi, lvl, c)
+            nx, ny, nz = c.gint[lvl, 0], c.gint[lvl, 1], c.gint[lvl, 2]
+            lx, cx = _axis_range(q[0], nx, s.dom[3] > 0.5)
+            ly, cy = _axis_range(q[1], ny, s.dom[4] > 0.5)
+            lz, cz = _axis_range(q[2], nz, s.dom[5] > 0.5)
+            for oz in range(cz):
+                kz = (lz + oz + nz) % nz
+                for oy in range(cy):
+                    ky = (ly + oy + ny) % ny
+                    for ox in range(cx):
+                        kx = (lx + ox + nx) % nx
+                        cid = c.gint[lvl, 3] + (kz * ny + ky) * nx + kx
+                        for t in range(c.cell_start[cid], c.cell_start[cid + 1]):
+                            j = s.sorted_ids[t]
+                            if lvl > li or j > i:
+                                d = min_image(xi - s.x[j], s.dom)
+                                cut = ri + s.r[j] + skin
+                                if d.dot(d) < cut * cut:
+                                    if ti.static(fill):
+                                        p.j[slot] = j
+                                        h_t, h_r = _old_history(i, j, p, n_old)
+                                        p.ht[slot] = h_t
+                                        p.hr[slot] = h_r
+                                        slot += 1
+                                    else:
+                                        cnt += 1
+        if ti.static(not fill):
+            s.nb_count[i] = cnt
+
+
+@ti.kernel
+def _save_old(p: ti.template(), n_old: ti.i32, n_pairs: ti.i32):
+    for i in range(n_old + 1):
+        p.old_start[i] = p.start[i]
+    for k in range(n_pairs):
+        p.old_j[k] = p.j[k]
+        p.old_ht[k] = p.ht[k]
+        p.old_hr[k] = p.hr[k]
+
+
+@ti.kernel
+def _reverse_count(s: ti.template(), p: ti.template(), n: ti.i32):
+    for i in range(n):
+        s.rev_count[i] = 0
+    for i in range(n):
+        for k in range(p.start[i], p.start[i + 1]):
+            ti.atomic_add(s.rev_count[p.j[k]], 1)
+
+
+@ti.kernel
+def _reverse_fill(s: ti.template(), p: ti.template(), n: ti.i32):
+    for i in range(n):
+        s.rev_count[i] = 0
+    for i in range(n):
+        for k in range(p.start[i], p.start[i + 1]):
+            j = p.j[k]
+            slot = ti.atomic_add(s.rev_count[j], 1)
+            p.rev_k[p.rev_start[j] + slot] = k
+    for j in range(n):
+        _insertion_sort(p.rev_k, p.rev_start[j], p.rev_start[j + 1])
+
+
+@ti.kernel
+def _copy_positions(s: ti.template(), n: ti.i32):
+    for i in range(n):
+        s.xref[i] = s.x[i]
+
+
+class NeighborList:
+    """Owns the cell and pair stores and rebuilds the half list (see module docstring)."""
+
+    def __init__(self, real: object) -> None:
+        self.real = real
+        self.cells: CellStore | None = None
+        self.pairs: PairStore | None = None
+        self.n = 0
+        self.n_pairs = 0
+        self.skin_m = 0.0
+        self.n_levels = 0
+        self.level_rmax = np.zeros(0)
+        self.builds = 0
+
+    def destroy(self) -> None:
+        release(self.cells)
+        release(self.pairs)
+        self.cells = self.pairs = None
+
+    # ------------------------------------------------------------------ levels and grids
+    def assign_levels(self, s: object, radii: np.ndarray, skin_m: float) -> None:
+        """Put the particles of store ``s`` in levels by radius (after adding particles)."""
+        n = len(radii)
+        self.skin_m = float(skin_m)
+        r_min = float(radii.min())
+        raw = np.floor(np.log(radii / r_min) / math.log(LEVEL_RATIO) + 1e-9).astype(np.int64)
+        used = np.unique(raw)
+        if len(used) > MAX_LEVELS:
+            raise ValueError(f"size ratio {radii.max() / r_min:.3g} needs more than {MAX_LEVELS} grid levels")
+        lvl = np.searchsorted(used, raw).astype(np.int32)
+        self.n_levels = len(used)
+        self.level_rmax = np.array([radii[lvl == k].max() for k in range(self.n_levels)])
+        full = np.zeros(s.cap, np.int32)  # type: ignore[attr-defined]
+        full[:n] = lvl
+        s.level.from_numpy(full)  # type: ignore[attr-defined]
+
+    def _grids(
+        self, s: object, n: int, box: np.ndarray, periodic: tuple[bool, ...]
+    ) -> tuple[np.ndarray, np.ndarray, int]:
+        if self.cells is None:
+            self.cells = acquire(CellStore, 4096, round_capacity(max(n, 4096)), self.real)
+        _bbox(s, self.cells, n)
+        bb = self.cells.bbox.to_numpy().astype(np.float64)
+        ginfo = np.zeros((MAX_LEVELS, 6))
+        gint = np.zeros((MAX_LEVELS, 4), np.int32)
+        gint[:, :3] = 1
+        ginfo[:, 3:] = 1.0
+        offset = 0
+        # A non-periodic axis gets at most this many cells, so that a stray particle far away makes the
+        # cells coarser instead of exhausting memory.
+        max_cells_axis = max(64, int(4 * n ** (1 / 3)) + 64)
+        for k in range(self.n_levels):
+            size = 2.0 * self.level_rmax[k] + self.skin_m
+            for a in range(3):
+                if periodic[a]:
+                    nc = max(1, int(box[a] // size))
+                    ginfo[k, a], ginfo[k, 3 + a] = 0.0, box[a] / nc
+                else:
+                    lo, hi = bb[a] - 1e-6 * size, bb[3 + a] + 1e-6 * size
+                    nc = min(int((hi - lo) // size) + 1, max_cells_axis)
+                    ginfo[k, a], ginfo[k, 3 + a] = lo, max(size, (hi - lo) / nc * (1 + 1e-9))
+                gint[k, a] = nc
+            gint[k, 3] = offset
+            offset += int(gint[k, 0]) * int(gint[k, 1]) * int(gint[k, 2])
+        return ginfo, gint, offset
+
+    # ------------------------------------------------------------------ build
+    def build(self, s: object, n: int, box: np.ndarray, periodic: tuple[bool, ...]) -> None:
+        """Rebuild the list for the first ``n`` particles of store ``s``, carrying history over."""
+        ginfo, gint, n_cells = self._grids(s, n, box, periodic)
+        assert self.cells is not None
+        if n_cells > self.cells.n_cells_cap or max(n, n_cells) > self.cells.scan_cap:
+            release(self.cells)
+            self.cells = acquire(
+                CellStore, round_capacity(n_cells), round_capacity(max(n, n_cells)), self.real
+            )
+        c = self.cells
+        np_real = np.float64 if self.real == ti.f64 else np.float32
+        c.ginfo.from_numpy(ginfo.astype(np_real))
+        c.gint.from_numpy(gint)
+        _bin(s, c, n, n_cells)
+        exclusive_scan(c.cell_count, c.cell_start, c.bsum, n_cells)
+        _scatter(s, c, n, n_cells)
+
+        n_old, p_old = self.n, self.n_pairs
+        if self.pairs is None:
+            self.pairs = acquire(PairStore, round_capacity(n), round_capacity(8 * n), self.real)
+            n_old = p_old = 0
+        elif n > self.pairs.n_cap:
+            self._grow_pairs(n, self.pairs.p_cap, keep_current=True)
+        p = self.pairs
+        _save_old(p, n_old, p_old)
+        _pairs(s, c, p, n, self.n_levels, self.skin_m, n_old, False)
+        total = exclusive_scan(s.nb_count, p.start, c.bsum, n)  # type: ignore[attr-defined]
+        if total > p.p_cap:
+            self._grow_pairs(n, total + total // 2 + 1024, keep_current=False)
+            p = self.pairs
+            exclusive_scan(s.nb_count, p.start, c.bsum, n)  # type: ignore[attr-defined]
+        _pairs(s, c, p, n, self.n_levels, self.skin_m, n_old, True)
+        _reverse_count(s, p, n)
+        exclusive_scan(s.rev_count, p.rev_start, c.bsum, n)  # type: ignore[attr-defined]
+        _reverse_fill(s, p, n)
+        _copy_positions(s, n)
+        self.n, self.n_pairs = n, total
+        self.builds += 1
+
+    def _grow_pairs(self, n: int, p_cap: int, keep_current: bool) -> None:
+        """Replace the pair store by a larger one, keeping either the current list (before a build) or
+        the saved previous list (during a build) so that history can still be carried over."""
+        old = self.pairs
+        assert old is not None
+        new = acquire(
+            PairStore, round_capacity(max(n, old.n_cap)), round_capacity(max(p_cap, old.p_cap)), self.real
+        )
+        names = ("start", "j", "ht", "hr") if keep_current else ("old_start", "old_j", "old_ht", "old_hr")
+        for name in names:
+            src = getattr(old, name).to_numpy()
+            dst = getattr(new, name).to_numpy()
+            m = min(len(src), len(dst))
+            dst[:m] = src[:m]
+            if name.endswith("start") and len(dst) > m:
+                dst[m:] = src[m - 1]
+            getattr(new, name).from_numpy(dst)
+        release(old)
+        self.pairs = new
+
+    # ------------------------------------------------------------------ host views
+    def pairs_numpy(self) -> tuple[np.ndarray, np.ndarray]:
+        """(i, j) arrays of the current list (each pair once, i the owner)."""
+        if self.pairs is None or self.n == 0:
+            return np.zeros(0, np.int64), np.zeros(0, np.int64)
+        start = self.pairs.start.to_numpy()[: self.n + 1]
+        i = np.repeat(np.arange(self.n, dtype=np.int64), np.diff(start))
+        j = self.pairs.j.to_numpy()[: self.n_pairs].astype(np.int64)
+        return i, j
+
+    def history_numpy(self) -> dict[str, np.ndarray]:
+        """Pairs of the current list with their tangential (m) and rolling (N m) history."""
+        i, j = self.pairs_numpy()
+        p = self.n_pairs
+        if self.pairs is None:
+            return {"i": i, "j": j, "ht": np.zeros((0, 3)), "hr": np.zeros((0, 3))}
+        return {
+            "i": i,
+            "j": j,
+            "ht": self.pairs.ht.to_numpy()[:p].astype(np.float64),
+            "hr": self.pairs.hr.to_numpy()[:p].astype(np.float64),
+        }
+
+    def load_history(self, hist: dict[str, np.ndarray], n: int) -> None:
+        """Install (i, j, ht, hr) as the current list so that the next `build` carries it over
+        (checkpoint restart). Only history is meaningful; the next build must follow."""
+        i, j = np.asarray(hist["i"], np.int64), np.asarray(hist["j"], np.int64)
+        order = np.lexsort((j, i))
+        m = len(i)
+        self.destroy()
+        self.pairs = acquire(PairStore, round_capacity(n), round_capacity(max(m, 8 * n)), self.real)
+        np_real = np.float64 if self.real == ti.f64 else np.float32
+        start = np.zeros(self.pairs.n_cap + 1, np.int64)
+        np.add.at(start, i + 1, 1)
+        start = np.cumsum(start)
+        self.pairs.start.from_numpy(start.astype(np.int32))
+        for name, arr in (("j", j[order]), ("ht", hist["ht"][order]), ("hr", hist["hr"][order])):
+            dst = getattr(self.pairs, name).to_numpy()
+            dst[:m] = arr
+            getattr(self.pairs, name).from_numpy(dst.astype(np.int32 if name == "j" else np_real))
+        self.n, self.n_pairs = n, m

@@ -1,0 +1,832 @@
+"""`Simulation`: the public face of the engine.
+
+Build it with materials, a box and walls (the static model), add particles (capacity grows as
+needed), then ``run(steps=..., until=..., callbacks=[...])``. The time step is chosen automatically
+from the Rayleigh and Hertz criteria unless given, and reported in `time_step_report`. Guards check
+every ``guards.every_steps`` steps for non-finite values, overlaps beyond a bound and kinetic-energy
+blow-up; on failure the last state that passed is written as a checkpoint (when a path was given)
+and `SimulationError` is raised with a diagnosis.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from electrodem.config import ConfigError
+from electrodem.engine import arch
+from electrodem.engine.model import ContactModel, Material, MaterialTable, PairOverride
+from electrodem.engine.walls import MAX_WALLS, N_WALL_COLS, W_PX, W_VX, Wall
+
+
+class SimulationError(RuntimeError):
+    """A guard stopped the run. ``diagnosis`` says what and where; ``checkpoint_path`` holds the last
+    good state when the run was given one."""
+
+    def __init__(self, diagnosis: str, step: int, checkpoint_path: Path | None) -> None:
+        self.diagnosis, self.step, self.checkpoint_path = diagnosis, step, checkpoint_path
+        where = f"; last good state written to {checkpoint_path}" if checkpoint_path else ""
+        super().__init__(f"simulation stopped at step {step}: {diagnosis}{where}")
+
+
+@dataclass(frozen=True)
+class Guards:
+    """Run guards.
+
+    every_steps : how often the state is checked (steps).
+    max_overlap_ratio : largest allowed overlap divided by the smaller radius of the pair.
+    energy_growth_factor : stop when kinetic + elastic energy exceeds this factor times the energy
+        available (initial kinetic + elastic energy + gravitational energy released + work of moving
+        walls estimated from their force and speed); a stable run cannot exceed 1.
+    """
+
+    every_steps: int = 200
+    max_overlap_ratio: float = 0.1
+    energy_growth_factor: float = 10.0
+
+    def __post_init__(self) -> None:
+        if not (isinstance(self.every_steps, int) and self.every_steps >= 1):
+            raise ConfigError("guards.every_steps", self.every_steps, "an integer >= 1")
+        if not self.max_overlap_ratio > 0:
+            raise ConfigError("guards.max_overlap_ratio", self.max_overlap_ratio, "> 0")
+        if not self.energy_growth_factor > 1:
+            raise ConfigError("guards.energy_growth_factor", self.energy_growth_factor, "> 1")
+
+
+@dataclass
+class RunResult:
+    """What a call to `Simulation.run` did."""
+
+    steps: int
+    time_s: float
+    stopped_by: str
+    wall_time_s: float
+    neighbor_builds: int
+    particle_steps_per_s: float
+
+
+@dataclass
+class TimeStep:
+    """How the time step was chosen (all in s, speed in m/s)."""
+
+    dt_s: float
+    rule: str
+    rayleigh_time_s: float
+    hertz_contact_time_s: float
+    impact_speed_m_per_s: float
+    rayleigh_fraction: float
+    steps_per_contact: float
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Simulation:
+    """A DEM simulation of spheres.
+
+    Parameters
+    ----------
+    materials : particle and wall materials (`Material`).
+    box_m : (Lx, Ly, Lz) in m. Periodic axes span [0, L); a non-periodic axis is unbounded unless a
+        wall closes it (Lz is then only used for the energy guard and reports).
+    periodic : periodic flags per axis (default x and y).
+    contact : named sub-models of the contact law.
+    walls : planar walls (at most `MAX_WALLS`).
+    gravity_m_per_s2 : gravity vector.
+    dt_s : fixed time step; ``None`` chooses min(rayleigh_fraction * Rayleigh time, Hertz contact
+        time / steps_per_contact) from the particles present at the first run.
+    rayleigh_fraction, steps_per_contact : the two automatic time-step criteria.
+    impact_speed_m_per_s : speed for the Hertz criterion; ``None`` estimates it from the particle
+        speeds, gravity over the bed height and wall speeds.
+    skin_m : neighbour-list skin; ``None`` is half the smallest radius.
+    background_damping_per_s : viscous damping rate c (force -c m v, torque -c I w); a settling
+        shortcut, 0 for physical runs.
+    pair_overrides : {(material a, material b): PairOverride} replacing the mixing rule.
+    guards : run guards.
+    options : engine options; Taichi is initialised with them if it is not already.
+    """
+
+    def __init__(
+        self,
+        materials: Sequence[Material],
+        box_m: Sequence[float],
+        periodic: Sequence[bool] = (True, True, False),
+        contact: ContactModel | None = None,
+        walls: Sequence[Wall] = (),
+        gravity_m_per_s2: Sequence[float] = (0.0, 0.0, -9.81),
+        dt_s: float | None = None,
+        rayleigh_fraction: float = 0.2,
+        steps_per_contact: float = 50.0,
+        impact_speed_m_per_s: float | None = None,
+        skin_m: float | None = None,
+        background_damping_per_s: float = 0.0,
+        pair_overrides: dict[tuple[str, str], PairOverride] | None = None,
+        guards: Guards | None = None,
+        options: arch.EngineOptions | None = None,
+    ) -> None:
+        self.options = arch.init(options) if options is not None else arch.ensure_init()
+        self._generation = arch.generation()
+        import taichi as ti
+
+        self._ti = ti
+        self.real = arch.real_dtype()
+        self.np_real = arch.numpy_real()
+        self.contact = contact or ContactModel()
+        self.materials = MaterialTable(tuple(materials), dict(pair_overrides or {}))
+        self.box_m = np.asarray(box_m, dtype=float).reshape(-1)
+        if self.box_m.size != 3 or not np.all(self.box_m > 0):
+            raise ConfigError("box_m", list(box_m), "three lengths > 0 (m)")
+        self.periodic = tuple(bool(p) for p in periodic)
+        if len(self.periodic) != 3:
+            raise ConfigError("periodic", periodic, "three booleans")
+        self.walls = list(walls)
+        if len(self.walls) > MAX_WALLS:
+            raise ConfigError("walls", len(self.walls), f"at most {MAX_WALLS} walls")
+        for w in self.walls:
+            self.materials.index(w.material)
+        self.gravity = np.asarray(gravity_m_per_s2, dtype=float).reshape(3)
+        if dt_s is not None and not dt_s > 0:
+            raise ConfigError("dt_s", dt_s, "null (automatic) or > 0 (s)")
+        if not 0 < rayleigh_fraction <= 1:
+            raise ConfigError("rayleigh_fraction", rayleigh_fraction, "in (0, 1]")
+        if not steps_per_contact >= 5:
+            raise ConfigError("steps_per_contact", steps_per_contact, ">= 5")
+        if impact_speed_m_per_s is not None and not impact_speed_m_per_s > 0:
+            raise ConfigError("impact_speed_m_per_s", impact_speed_m_per_s, "null or > 0 (m/s)")
+        if skin_m is not None and not skin_m > 0:
+            raise ConfigError("skin_m", skin_m, "null (automatic) or > 0 (m)")
+        if not background_damping_per_s >= 0:
+            raise ConfigError("background_damping_per_s", background_damping_per_s, ">= 0 (1/s)")
+        self._dt_fixed = dt_s
+        self.rayleigh_fraction = rayleigh_fraction
+        self.steps_per_contact = steps_per_contact
+        self.impact_speed = impact_speed_m_per_s
+        self._skin_user = skin_m
+        self.background_damping_per_s = float(background_damping_per_s)
+        self.guards = guards or Guards()
+        self.scalings: dict[str, Any] = {}
+        """Named shortcuts the caller used (mass/time scaling, softened moduli...); saved in
+        checkpoints and `describe`."""
+
+        self.step = 0
+        self.time_s = 0.0
+        self.n = 0
+        self.ids = np.zeros(0, np.int64)
+        self._next_id = 0
+        self.time_step_report: TimeStep | None = None
+        self.dt_s = float(dt_s) if dt_s is not None else 0.0
+        self._store: Any = None
+        self._forces_valid = False
+        self._list_valid = False
+        from electrodem.engine.neighbors import NeighborList
+
+        self._nl = NeighborList(self.real)
+        self._wall_work_J = 0.0
+        self._energy_ref: float | None = None
+        self._last_good: dict[str, Any] | None = None
+        self._alloc_store(64)
+
+    # ------------------------------------------------------------------ storage
+    def _alloc_store(self, cap: int) -> None:
+        """Take a store of at least ``cap`` particles (from the pool), carrying over what the old one held."""
+        from electrodem.engine.state import ParticleStore, acquire, release, round_capacity
+
+        old = self._store
+        self._store = acquire(ParticleStore, round_capacity(cap), len(self.materials.materials), self.real)
+        self._write_globals()
+        if old is not None:
+            self._store.walls.from_numpy(old.walls.to_numpy())
+            self._store.wforce.from_numpy(old.wforce.to_numpy())
+            self._store.dom.from_numpy(old.dom.to_numpy())
+            release(old)
+
+    def _write_globals(self) -> None:
+        s = self._store
+        dom = np.zeros(s.dom.shape[0])
+        dom[0:3] = self.box_m
+        dom[3:6] = [1.0 if p else 0.0 for p in self.periodic]
+        dom[6:9] = self.gravity
+        dom[9] = self.background_damping_per_s
+        dom[10] = self.dt_s
+        s.dom.from_numpy(dom.astype(self.np_real))
+        table = np.zeros((MAX_WALLS, N_WALL_COLS))
+        mode = np.zeros(MAX_WALLS, np.int32)
+        mat = np.zeros(MAX_WALLS, np.int32)
+        for k, w in enumerate(self.walls):
+            table[k] = w.row()
+            mode[k] = w.mode_code
+            mat[k] = self.materials.index(w.material)
+        s.walls.from_numpy(table.astype(self.np_real))
+        s.wmode.from_numpy(mode)
+        s.wmat.from_numpy(mat)
+        s.table.from_numpy(self.materials.pair_table(self.contact).astype(self.np_real))
+
+    def _set_dom(self, index: int, value: float) -> None:
+        self._store.dom[index] = value
+
+    def _check_alive(self) -> None:
+        if arch.generation() != self._generation:
+            raise RuntimeError(
+                "Taichi was re-initialised after this Simulation was built; its memory is gone"
+            )
+
+    # ------------------------------------------------------------------ particles
+    def add_particles(
+        self,
+        positions_m: np.ndarray,
+        radii_m: np.ndarray,
+        material: str | int | Sequence[str | int] | np.ndarray = 0,
+        velocities_m_per_s: np.ndarray | None = None,
+        angular_velocities_rad_per_s: np.ndarray | None = None,
+        masses_kg: np.ndarray | None = None,
+        fixed: np.ndarray | None = None,
+        ids: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """Add spheres; returns their ids (persistent, default consecutive).
+
+        ``material`` is one name/index or one per particle. ``masses_kg`` overrides density x volume
+        (mass scaling: record it in `scalings`). ``fixed`` particles have infinite mass and inertia
+        (they keep their velocity). The moment of inertia is 2/5 m r^2.
+        """
+        self._check_alive()
+        x = np.asarray(positions_m, dtype=float).reshape(-1, 3)
+        k = len(x)
+        r = np.asarray(radii_m, dtype=float).reshape(-1)
+        if r.size == 1 and k > 1:
+            r = np.full(k, float(r[0]))
+        if r.shape != (k,) or not np.all(r > 0) or not np.all(np.isfinite(r)):
+            raise ConfigError("radii_m", "array", f"{k} finite radii > 0 (m)")
+        if not np.all(np.isfinite(x)):
+            raise ConfigError("positions_m", "array", "finite coordinates (m)")
+        mats = np.atleast_1d(np.asarray(material, dtype=object))
+        if mats.size == 1:
+            mats = np.repeat(mats, k)
+        if mats.shape != (k,):
+            raise ConfigError("material", f"{mats.size} values", f"one value or {k}")
+        mat = np.array(
+            [m if isinstance(m, (int, np.integer)) else self.materials.index(str(m)) for m in mats],
+            dtype=np.int32,
+        )
+        if k and (mat.min() < 0 or mat.max() >= len(self.materials.materials)):
+            raise ConfigError("material", mat.max(), f"indices < {len(self.materials.materials)}")
+        rho = np.array([m.density_kg_per_m3 for m in self.materials.materials])[mat]
+        mass = (
+            4.0 / 3.0 * np.pi * r**3 * rho if masses_kg is None else np.asarray(masses_kg, float).reshape(k)
+        )
+        if not np.all(mass > 0):
+            raise ConfigError("masses_kg", "array", "masses > 0 (kg)")
+        inertia = 0.4 * mass * r**2
+        invm, invI = 1.0 / mass, 1.0 / inertia
+        if fixed is not None:
+            fx = np.asarray(fixed, bool).reshape(k)
+            invm[fx] = 0.0
+            invI[fx] = 0.0
+        v = (
+            np.zeros((k, 3))
+            if velocities_m_per_s is None
+            else np.asarray(velocities_m_per_s, float).reshape(k, 3)
+        )
+        w = (
+            np.zeros((k, 3))
+            if angular_velocities_rad_per_s is None
+            else np.asarray(angular_velocities_rad_per_s, float).reshape(k, 3)
+        )
+        x = x.copy()
+        for a in range(3):
+            if self.periodic[a]:
+                x[:, a] = np.mod(x[:, a], self.box_m[a])
+        new_ids = (
+            np.arange(self._next_id, self._next_id + k, dtype=np.int64)
+            if ids is None
+            else np.asarray(ids, np.int64).reshape(k)
+        )
+        all_r = np.concatenate([self._radii(), r])
+        skin = self._skin(all_r)
+        cut = 2.0 * all_r.max() + skin
+        for a in range(3):
+            if self.periodic[a] and self.box_m[a] <= 2.0 * cut:
+                raise ConfigError(
+                    "box_m",
+                    self.box_m.tolist(),
+                    f"periodic length > 2 x (largest diameter + skin) = {2 * cut:.4g} m on axis {'xyz'[a]}",
+                )
+        cur = self._store.particles_to_numpy(self.n)
+        add = {
+            "x": x,
+            "v": v,
+            "w": w,
+            "f": np.zeros((k, 3)),
+            "tq": np.zeros((k, 3)),
+            "r": r,
+            "invm": invm,
+            "invI": invI,
+            "mat": mat,
+            "wht": np.zeros((k, MAX_WALLS, 3)),
+            "whr": np.zeros((k, MAX_WALLS, 3)),
+        }
+        merged = {key: np.concatenate([cur[key], add[key]]) for key in cur}
+        n_new = self.n + k
+        if n_new > self._store.cap:
+            self._alloc_store(n_new)
+        self._store.particles_from_numpy(merged)
+        self.n = n_new
+        self.ids = np.concatenate([self.ids, new_ids])
+        self._next_id = int(max(self._next_id, new_ids.max() + 1 if k else 0))
+        self._nl.assign_levels(self._store, merged["r"], skin)
+        self._forces_valid = False
+        self._list_valid = False
+        self._energy_ref = None
+        if self._dt_fixed is None:
+            self.time_step_report = None
+        return new_ids
+
+    def _radii(self) -> np.ndarray:
+        return self._store.r.to_numpy()[: self.n].astype(np.float64) if self.n else np.zeros(0)
+
+    def _skin(self, radii: np.ndarray) -> float:
+        return float(self._skin_user) if self._skin_user is not None else 0.5 * float(radii.min())
+
+    # ------------------------------------------------------------------ time step
+    def _choose_dt(self) -> None:
+        from electrodem.engine.integrate import hertz_contact_time_s, rayleigh_time_s
+
+        st = self._store.particles_to_numpy(self.n)
+        r, invm, mat = st["r"], st["invm"], st["mat"]
+        mobile = invm > 0
+        if not np.any(mobile):
+            mobile = np.ones(self.n, bool)
+            invm = np.where(invm > 0, invm, 1.0)
+        mats = self.materials.materials
+        mass = 1.0 / invm[mobile]
+        rm = r[mobile]
+        rho = mass / (4.0 / 3.0 * np.pi * rm**3)
+        g_mod = np.array([m.shear_modulus_Pa for m in mats])[mat[mobile]]
+        nu = np.array([m.poisson_ratio for m in mats])[mat[mobile]]
+        t_r = rayleigh_time_s(rm, rho, g_mod, nu)
+        speed = self.impact_speed
+        if speed is None:
+            v = np.linalg.norm(st["v"], axis=1)
+            z = st["x"] @ (self.gravity / (np.linalg.norm(self.gravity) or 1.0))
+            height = float(z.max() - z.min()) if self.n > 1 else 2.0 * float(r.max())
+            wall_v = max(
+                [np.linalg.norm(w.velocity_m_per_s) for w in self.walls]
+                + [w.max_speed_m_per_s for w in self.walls]
+                + [0.0]
+            )
+            speed = max(
+                float(v.max()) if self.n else 0.0,
+                math.sqrt(2.0 * np.linalg.norm(self.gravity) * height),
+                wall_v,
+            )
+            speed = max(speed, 1e-3 * math.sqrt(np.linalg.norm(self.gravity) * float(r.max())), 1e-12)
+        # Hertz time is shortest for the lightest pair: smallest mass with the stiffest partner material.
+        table = self.materials.pair_table(self.contact)
+        k = int(np.argmin(mass))
+        e_max = float(table[mat[mobile][k], :, 0].max())
+        t_h = hertz_contact_time_s(mass[k] / 2.0, rm[k] / 2.0, e_max, speed)
+        if self._dt_fixed is not None:
+            dt, rule = float(self._dt_fixed), "fixed"
+        elif self.rayleigh_fraction * t_r <= t_h / self.steps_per_contact:
+            dt, rule = self.rayleigh_fraction * t_r, "rayleigh"
+        else:
+            dt, rule = t_h / self.steps_per_contact, "hertz"
+        self.dt_s = dt
+        self.time_step_report = TimeStep(
+            float(dt), rule, float(t_r), float(t_h), float(speed), self.rayleigh_fraction, float(t_h / dt)
+        )
+        self._set_dom(10, dt)
+
+    def set_time_step(self, dt_s: float) -> None:
+        """Fix the time step (s) from now on."""
+        if not dt_s > 0:
+            raise ConfigError("dt_s", dt_s, "> 0 (s)")
+        self._dt_fixed = float(dt_s)
+        if self.n:
+            self._choose_dt()
+        self.dt_s = float(dt_s)
+        self._set_dom(10, self.dt_s)
+
+    # ------------------------------------------------------------------ settings during a run
+    def set_gravity(self, gravity_m_per_s2: Sequence[float]) -> None:
+        """Change the gravity vector (m/s^2)."""
+        self.gravity = np.asarray(gravity_m_per_s2, float).reshape(3)
+        for a in range(3):
+            self._set_dom(6 + a, float(self.gravity[a]))
+        self._energy_ref = None
+
+    def set_background_damping(self, rate_per_s: float) -> None:
+        """Change the background damping rate c (1/s)."""
+        if not rate_per_s >= 0:
+            raise ConfigError("background_damping_per_s", rate_per_s, ">= 0 (1/s)")
+        self.background_damping_per_s = float(rate_per_s)
+        self._set_dom(9, self.background_damping_per_s)
+
+    def set_wall(self, index: int, **changes: Any) -> None:
+        """Change a wall's fields (e.g. ``mode``, ``velocity_m_per_s``, ``target_force_N``); its current
+        position is kept unless ``point_m`` is given."""
+        cur = self.wall_state()[index]
+        w = self.walls[index]
+        params = {**asdict(w), "point_m": tuple(cur["point_m"]), **changes}
+        self.walls[index] = Wall(**params)
+        row = self.walls[index].row()
+        for c in range(N_WALL_COLS):
+            self._store.walls[index, c] = row[c]
+        self._store.wmode[index] = self.walls[index].mode_code
+        self._store.wmat[index] = self.materials.index(self.walls[index].material)
+
+    # ------------------------------------------------------------------ stepping
+    def _rebuild(self) -> None:
+        self._nl.build(self._store, self.n, self.box_m, self.periodic)
+        self._list_valid = True
+
+    def _prime(self) -> None:
+        """Forces at the current state without advancing (history is not incremented: dt = 0)."""
+        from electrodem.engine.integrate import forces, gather
+
+        if not self._list_valid:
+            self._rebuild()
+        self._set_dom(10, 0.0)
+        forces(
+            self._store,
+            self._nl.pairs,
+            self.n,
+            len(self.walls),
+            self.contact.tangential == "mindlin",
+            self.contact.rolling_code,
+        )
+        gather(self._store, self._nl.pairs, self.n)
+        self._set_dom(10, self.dt_s)
+        self._forces_valid = True
+
+    def _advance(self, k: int) -> None:
+        from electrodem.engine.integrate import forces, gather, pre_force
+
+        s, nl = self._store, self._nl
+        nw = len(self.walls)
+        tang = self.contact.tangential == "mindlin"
+        roll = self.contact.rolling_code
+        half_skin2 = (0.5 * nl.skin_m) ** 2
+        for _ in range(k):
+            if pre_force(s, self.n, nw) > half_skin2:
+                self._rebuild()
+            forces(s, nl.pairs, self.n, nw, tang, roll)
+            gather(s, nl.pairs, self.n)
+        self.step += k
+        self.time_s = float(self.time_s + k * self.dt_s)
+
+    def run(
+        self,
+        steps: int | None = None,
+        until: Callable[[Simulation], bool] | float | None = None,
+        callbacks: Iterable[Callable[[Simulation], Any]] = (),
+        every: int = 100,
+        progress: bool = True,
+        checkpoint_path: str | Path | None = None,
+        checkpoint_every: int | None = None,
+    ) -> RunResult:
+        """Advance the simulation.
+
+        steps : number of steps (with ``until``: the most steps to take).
+        until : a predicate ``f(sim) -> bool`` or a simulated time (s) to reach; checked every
+            ``every`` steps.
+        callbacks : ``f(sim)`` called every ``every`` steps (e.g. to record or to change a wall).
+        progress : tqdm progress bar.
+        checkpoint_path : where the last good state goes if a guard trips; with ``checkpoint_every``
+            (steps) it is also written periodically and at the end.
+        """
+        self._check_alive()
+        if self.n == 0:
+            raise ConfigError("particles", 0, "add particles before run()")
+        if steps is None and until is None:
+            raise ConfigError("run", None, "give steps=..., until=..., or both")
+        if steps is not None and (not isinstance(steps, (int, np.integer)) or steps < 0):
+            raise ConfigError("steps", steps, "an integer >= 0")
+        if not (isinstance(every, int) and every >= 1):
+            raise ConfigError("every", every, "an integer >= 1")
+        if checkpoint_every is not None and not (isinstance(checkpoint_every, int) and checkpoint_every >= 1):
+            raise ConfigError("checkpoint_every", checkpoint_every, "null or an integer >= 1")
+        ck = Path(checkpoint_path) if checkpoint_path is not None else None
+        if (
+            self.time_step_report is None
+            or self._dt_fixed is None
+            and self.time_step_report.dt_s != self.dt_s
+        ):
+            self._choose_dt()
+        if not self._forces_valid:
+            self._prime()
+        if isinstance(until, (int, float)) and not isinstance(until, bool):
+            t_end = float(until)
+            stop_fn: Callable[[Simulation], bool] | None = lambda sim: sim.time_s >= t_end - 0.5 * sim.dt_s  # noqa: E731
+            if steps is None:
+                steps = max(0, int(math.ceil((t_end - self.time_s) / self.dt_s - 1e-9)))
+        else:
+            stop_fn = until  # type: ignore[assignment]
+        callbacks = list(callbacks)
+        total = int(steps) if steps is not None else None
+        if self._energy_ref is None:
+            self._energy_ref = self._energy_available_reference()
+        bar = None
+        if progress:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=total, unit="step", desc="dem", leave=False, dynamic_ncols=True)
+        t0 = time.perf_counter()
+        builds0 = self._nl.builds
+        done = 0
+        stopped_by = "steps"
+        guard_every = self.guards.every_steps
+        next_guard = guard_every
+        next_ck = checkpoint_every or 0
+        if ck is not None:
+            self._last_good = self._capture()
+        try:
+            while total is None or done < total:
+                if stop_fn is not None and done % every == 0 and stop_fn(self):
+                    stopped_by = "until"
+                    break
+                chunk = min(every - done % every, next_guard - done)
+                if total is not None:
+                    chunk = min(chunk, total - done)
+                self._advance(chunk)
+                done += chunk
+                if bar is not None:
+                    bar.update(chunk)
+                if done >= next_guard:
+                    next_guard += guard_every
+                    self._guard(ck)
+                if done % every == 0:
+                    for cb in callbacks:
+                        cb(self)
+                if checkpoint_every and ck is not None and done >= next_ck:
+                    next_ck += checkpoint_every
+                    self.save_checkpoint(ck)
+            else:
+                if stop_fn is not None and stop_fn(self):
+                    stopped_by = "until"
+        finally:
+            if bar is not None:
+                bar.close()
+        if done % guard_every:
+            self._guard(ck)
+        if ck is not None and checkpoint_every:
+            self.save_checkpoint(ck)
+        wall = time.perf_counter() - t0
+        return RunResult(
+            done,
+            self.time_s,
+            stopped_by,
+            wall,
+            self._nl.builds - builds0,
+            self.n * done / wall if wall > 0 else float("nan"),
+        )
+
+    # ------------------------------------------------------------------ guards
+    def _energy_available_reference(self) -> float:
+        d = self.diagnostics()
+        return d["kinetic_energy_J"] + d["elastic_energy_J"] + d["gravity_potential_J"]
+
+    def _guard(self, ck: Path | None) -> None:
+        from electrodem.engine.diagnostics import O_WORST
+
+        d = self.diagnostics()
+        problem = None
+        if d["non_finite_particles"] > 0:
+            problem = f"{int(d['non_finite_particles'])} particles have non-finite position or velocity"
+        elif d["max_overlap_ratio"] > self.guards.max_overlap_ratio:
+            worst = int(self._store.diag[O_WORST])
+            problem = (
+                f"overlap/radius = {d['max_overlap_ratio']:.3g} > {self.guards.max_overlap_ratio} "
+                f"(particle index {worst}); the contacts are too soft for the load "
+                f"or dt = {self.dt_s:.3g} s too large"
+            )
+        else:
+            # Work done by moving walls since the last check, estimated as |F.v| dt per step.
+            for k, st in enumerate(self.wall_state()):
+                self._wall_work_J += (
+                    abs(float(np.dot(st["force_N"], st["velocity_m_per_s"])))
+                    * self.guards.every_steps
+                    * self.dt_s
+                )
+                del k
+            budget = (self._energy_ref or 0.0) - d["gravity_potential_J"] + self._wall_work_J
+            energy = d["kinetic_energy_J"] + d["elastic_energy_J"]
+            scale = max(budget, 0.0) + 1e-300
+            if energy > self.guards.energy_growth_factor * scale and energy > 1e-30:
+                problem = (
+                    f"energy blow-up: kinetic + elastic energy {energy:.3g} J exceeds "
+                    f"{self.guards.energy_growth_factor} x the energy available {budget:.3g} J; "
+                    f"dt = {self.dt_s:.3g} s "
+                    "is likely too large for the stiffest contact"
+                )
+        if problem is None:
+            if ck is not None:
+                self._last_good = self._capture()
+            return
+        written = None
+        if ck is not None and self._last_good is not None:
+            from electrodem.engine.checkpoint import write_checkpoint
+
+            written = write_checkpoint(self._last_good, ck)
+        raise SimulationError(problem, self.step, written)
+
+    # ------------------------------------------------------------------ outputs
+    def diagnostics(self) -> dict[str, float]:
+        """Energies (J), overlap ratio, speed (m/s), momentum (kg m/s) and NaN count of the current state."""
+        from electrodem.engine import diagnostics as dg
+
+        if not self._list_valid:
+            self._rebuild()
+        dg.diagnostics(self._store, self._nl.pairs, self.n, len(self.walls))
+        o = self._store.diag.to_numpy().astype(np.float64)
+        return {
+            "kinetic_energy_J": float(o[dg.O_KE_T] + o[dg.O_KE_R]),
+            "kinetic_translational_J": float(o[dg.O_KE_T]),
+            "kinetic_rotational_J": float(o[dg.O_KE_R]),
+            "non_finite_particles": float(o[dg.O_NAN]),
+            "max_overlap_ratio": float(o[dg.O_MAX_OVL]),
+            "max_speed_m_per_s": float(o[dg.O_MAX_SPEED]),
+            "gravity_potential_J": float(o[dg.O_PE_G]),
+            "elastic_energy_J": float(o[dg.O_ELASTIC]),
+            "momentum_norm_kg_m_per_s": float(o[dg.O_MOM]),
+        }
+
+    def state(self) -> dict[str, np.ndarray]:
+        """Current particle arrays (float64, SI): positions_m, velocities_m_per_s,
+        angular_velocities_rad_per_s, forces_N, torques_N_m, radii_m, masses_kg (inf if fixed),
+        material_id, ids."""
+        st = self._store.particles_to_numpy(self.n)
+        with np.errstate(divide="ignore"):
+            mass = np.where(st["invm"] > 0, 1.0 / np.where(st["invm"] > 0, st["invm"], 1.0), np.inf)
+        return {
+            "positions_m": st["x"],
+            "velocities_m_per_s": st["v"],
+            "angular_velocities_rad_per_s": st["w"],
+            "forces_N": st["f"],
+            "torques_N_m": st["tq"],
+            "radii_m": st["r"],
+            "masses_kg": mass,
+            "material_id": st["mat"],
+            "ids": self.ids.copy(),
+        }
+
+    def contacts(self) -> Any:
+        """Touching particle pairs as an `electrodem.io.snapshot.ContactSet` sorted by (i, j)."""
+        from electrodem.io.snapshot import ContactSet
+
+        c = self.contact_arrays()
+        return ContactSet(
+            i=c["i"],
+            j=c["j"],
+            overlap_m=c["overlap_m"],
+            contact_radius_m=c["contact_radius_m"],
+            normal_force_N=c["normal_force_N"],
+        )
+
+    def contact_arrays(self) -> dict[str, np.ndarray]:
+        """Touching pairs sorted by (i, j) (i < j not guaranteed): i, j, overlap_m, contact_radius_m,
+        normal_force_N (from the last force evaluation, damping included), tangential_force_N."""
+        from electrodem.engine.diagnostics import export_contacts
+
+        if not self._forces_valid:
+            self._prime()
+        m = max(self._nl.n_pairs, 1)
+        ti = self._ti
+        ci, cj = ti.ndarray(ti.i32, m), ti.ndarray(ti.i32, m)
+        cval = ti.ndarray(self.real, (m, 4))
+        cnt = int(export_contacts(self._store, self._nl.pairs, self.n, ci, cj, cval))
+        i, j = ci.to_numpy()[:cnt].astype(np.int64), cj.to_numpy()[:cnt].astype(np.int64)
+        val = cval.to_numpy()[:cnt].astype(np.float64)
+        lo, hi = np.minimum(i, j), np.maximum(i, j)
+        order = np.lexsort((hi, lo))
+        return {
+            "i": lo[order],
+            "j": hi[order],
+            "overlap_m": val[order, 0],
+            "contact_radius_m": val[order, 1],
+            "normal_force_N": val[order, 2],
+            "tangential_force_N": val[order, 3],
+        }
+
+    def wall_overlaps_m(self, index: int) -> np.ndarray:
+        """Overlap (m) of every particle with wall ``index`` (<= 0: not touching)."""
+        from electrodem.engine.diagnostics import wall_overlaps
+
+        out = self._ti.ndarray(self.real, max(self.n, 1))
+        wall_overlaps(self._store, self.n, index, out)
+        return out.to_numpy()[: self.n].astype(np.float64)
+
+    def wall_state(self) -> list[dict[str, Any]]:
+        """Per wall: name, point_m, normal, velocity_m_per_s, force_N (exerted by the particles during
+        the last step), load_N (compressive, along -normal) and pressure_Pa (load / area)."""
+        tab = self._store.walls.to_numpy().astype(np.float64)
+        frc = self._store.wforce.to_numpy().astype(np.float64)
+        out = []
+        for k, w in enumerate(self.walls):
+            nrm = np.asarray(w.normal)
+            load = -float(frc[k] @ nrm)
+            out.append(
+                {
+                    "name": w.name,
+                    "point_m": tab[k, W_PX : W_PX + 3].copy(),
+                    "normal": nrm,
+                    "velocity_m_per_s": tab[k, W_VX : W_VX + 3].copy(),
+                    "force_N": frc[k].copy(),
+                    "load_N": load,
+                    "pressure_Pa": load / self.wall_area_m2(k),
+                }
+            )
+        return out
+
+    def wall_area_m2(self, index: int) -> float:
+        """Area used for a wall's pressure: its ``area_m2`` or the box cross-section normal to it."""
+        w = self.walls[index]
+        if w.area_m2 is not None:
+            return float(w.area_m2)
+        nrm = np.abs(np.asarray(w.normal))
+        a = int(np.argmax(nrm))
+        if nrm[a] < 1 - 1e-9:
+            raise ConfigError(f"wall[{w.name}].area_m2", None, "an area for a wall that is not axis-aligned")
+        others = [b for b in range(3) if b != a]
+        return float(self.box_m[others[0]] * self.box_m[others[1]])
+
+    def neighbor_pairs(self) -> tuple[np.ndarray, np.ndarray]:
+        """(i, j) of every pair in the neighbour list (closer than r_i + r_j + skin at the last build)."""
+        if not self._list_valid:
+            self._rebuild()
+        return self._nl.pairs_numpy()
+
+    @property
+    def skin_m(self) -> float:
+        """Neighbour-list skin (m)."""
+        return self._nl.skin_m
+
+    @property
+    def neighbor_builds(self) -> int:
+        """Number of neighbour-list builds so far."""
+        return self._nl.builds
+
+    def describe(self) -> dict[str, Any]:
+        """JSON-able description of the model, time step, scalings and engine options."""
+        return {
+            "materials": [asdict(m) for m in self.materials.materials],
+            "pair_overrides": [[a, b, asdict(o)] for (a, b), o in self.materials.overrides.items()],
+            "contact": asdict(self.contact),
+            "box_m": self.box_m.tolist(),
+            "periodic": list(self.periodic),
+            "walls": [asdict(w) for w in self.walls],
+            "gravity_m_per_s2": self.gravity.tolist(),
+            "background_damping_per_s": self.background_damping_per_s,
+            "time_step": asdict(self.time_step_report) if self.time_step_report else None,
+            "dt_fixed_s": self._dt_fixed,
+            "rayleigh_fraction": self.rayleigh_fraction,
+            "steps_per_contact": self.steps_per_contact,
+            "impact_speed_m_per_s": self.impact_speed,
+            "skin_m": self._skin_user,
+            "guards": asdict(self.guards),
+            "scalings": dict(self.scalings),
+            "engine": arch.options_dict(),
+            "step": self.step,
+            "time_s": self.time_s,
+            "n_particles": self.n,
+        }
+
+    # ------------------------------------------------------------------ checkpoints
+    def _capture(self) -> dict[str, Any]:
+        from electrodem.engine.checkpoint import capture
+
+        return capture(self)
+
+    def save_checkpoint(self, path: str | Path) -> Path:
+        """Write the full state (particles, contact history, walls, model) to ``path`` (.npz)."""
+        from electrodem.engine.checkpoint import write_checkpoint
+
+        return write_checkpoint(self._capture(), Path(path))
+
+    @classmethod
+    def load_checkpoint(cls, path: str | Path, options: arch.EngineOptions | None = None) -> Simulation:
+        """Rebuild a simulation from `save_checkpoint`'s file; it continues exactly where it stopped."""
+        from electrodem.engine.checkpoint import read_checkpoint
+
+        return read_checkpoint(cls, Path(path), options)
+
+    def free(self) -> None:
+        """Hand the Taichi storage back to the engine's pool (the simulation cannot be used afterwards).
+
+        Called automatically when the simulation is garbage-collected; a later simulation of similar
+        size reuses the storage and its compiled kernels."""
+        from electrodem.engine.state import release
+
+        if getattr(self, "_store", None) is not None and arch.generation() == self._generation:
+            release(self._store)
+            self._nl.destroy()
+        self._store = None
+
+    def __del__(self) -> None:
+        try:
+            self.free()
+        except Exception:  # noqa: BLE001 - interpreter shutdown: nothing left to release
+            pass
