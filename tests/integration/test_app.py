@@ -81,3 +81,19 @@ def test_sweep_writes_one_folder_per_job_and_a_summary(tmp_path, launcher):
     assert ["seed=0" in rows[0]["overrides"], "seed=1" in rows[1]["overrides"]] == [True, True]
     assert all(0.0 < float(r["porosity"]) < 1.0 for r in rows)
     assert rows[0]["n_particles"] != "" and rows[0]["porosity"] != rows[1]["porosity"]
+
+
+def test_analyse_recomputes_a_saved_run(tmp_path, config_dir):
+    run = tmp_path / "run"
+    electrodem(*SMOKE, f"hydra.run.dir={run}")
+    fast = str(config_dir / "analysis" / "fast.yaml")
+    p = electrodem("analyse", str(run), "--params", fast)
+    out = json.loads((run / "analysis.json").read_text())
+    saved = json.loads((run / "metrics.json").read_text())
+    assert out["composition"]["porosity"] == pytest.approx(saved["composition"]["porosity"])
+    assert "tortuosity" in out["analysis"] and "percolation" in out["analysis"]
+    assert "written:" in p.stdout
+    again = electrodem("analyse", str(run), "--params", fast, check=False)
+    assert again.returncode == 2 and "exists" in again.stderr  # nothing silently overwritten
+    bad = electrodem("analyse", str(tmp_path), check=False)
+    assert bad.returncode == 2 and "microstructure.npz" in bad.stderr
