@@ -62,3 +62,18 @@ def test_bad_values_are_rejected_with_a_clear_message(config_dir, overrides, key
     msg = str(e.value)
     assert msg.startswith(f"{key}="), msg
     assert rule in msg, msg
+
+
+@pytest.mark.parametrize("launcher", ["slurm_gpu", "local_parallel", "joblib", "submitit_local"])
+def test_launcher_configs_compose(config_dir, launcher):
+    """The cluster launcher cannot run here, but its config must compose with GPU resources."""
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(config_dir), version_base=None):
+        cfg = compose(config_name="config", overrides=[f"hydra/launcher={launcher}", "engine=gpu"],
+                      return_hydra_config=True)
+    la = cfg.hydra.launcher
+    if launcher == "slurm_gpu":
+        assert la.gpus_per_node == 1 and "SlurmLauncher" in la._target_
+    if launcher == "submitit_local":
+        assert "LocalLauncher" in la._target_
+    assert cfg.engine.arch == "gpu"
