@@ -35,6 +35,16 @@ def _task(cfg) -> None:  # noqa: ANN001 - Hydra passes a DictConfig
         log.error("configuration error: %s", e)
         print(f"electrodem: configuration error: {e}", file=sys.stderr)
         raise SystemExit(2) from None
+    except Exception as e:
+        # An unstable simulation (engine guard) stops with its diagnosis; the run directory keeps
+        # checkpoint.npz (last completed stage) and the engine's last good state.
+        engine = sys.modules.get("electrodem.engine.simulation")  # loaded only if the engine ran
+        if engine is None or not isinstance(e, engine.SimulationError):
+            raise
+        log.error("simulation unstable: %s", e)
+        print(f"electrodem: simulation unstable: {e}\nrun directory (checkpoints kept): {run_dir}",
+              file=sys.stderr)
+        raise SystemExit(3) from None
     print(summary_table(metrics))
     print(f"outputs: {run_dir}")
 
