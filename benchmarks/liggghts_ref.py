@@ -35,14 +35,16 @@ Electrode-like mix (``mix="electrode"``, constants in ``ELECTRODE_MIX``)
 * Box: the standard box scaled down isotropically so that 20,000 spheres of this mix fill it to the
   same solid fraction as the standard case (mean sphere volume is 1.37e-3 of the bidisperse one):
   11.1 mm x 11.1 mm x 44.4 mm at N = 20,000 (``ELECTRODE_MIX["box_xy_m_at_20k"]``,
-  ``ELECTRODE_MIX["box_z_m"]``), growing laterally with sqrt(N / 20000) as above. The settled bed is about
-  15 mm (3 large diameters) deep. N must be at least about 4,200 so that the periodic side exceeds the
-  largest neighbour cutoff.
+  ``ELECTRODE_MIX["box_z_m"]``), growing laterally with sqrt(N / 20000) as above. N must be at least
+  about 4,200 so that the periodic side exceeds the largest neighbour cutoff. In the settled bed (LIGGGHTS,
+  N = 20,000) the small spheres have percolated through the large ones: 99 % of small centres lie below
+  8.5 mm, large centres between 2.7 and 13.6 mm, a few small spheres still rattle above.
 * Time step: the standard case runs at 5.4 % of the Rayleigh time of its smallest sphere; keeping that
   same fraction for the 0.125 mm spheres (Rayleigh time 1.53e-5 s, ``rayleigh_dt``) gives
   dt = 1e-5 s * 0.125 / 1.5 = 8.33e-7 s (``ELECTRODE_MIX["dt_s"]``).
-  Settling from 44 mm takes about 0.1 s, i.e. about 120,000 steps at this dt: the default 50,000 settle
-  steps leave the bed still settling; pass ``settle_steps`` accordingly.
+  Falling from 44 mm takes about 0.1 s = 120,000 steps at this dt; the default 50,000 settle steps leave
+  the particles in the air. Use ``ELECTRODE_MIX["settle_steps"]`` = 200,000 (kinetic energy then 75x
+  below its peak and still slowly falling).
 * Neighbour settings: skin 62.5 um (0.5 x small radius), ``neighbor 6.25e-5 bin``,
   ``neigh_modify delay 0``; large and small spheres are atom types 1 and 2 of the same material.
   ``neighbor ... multi`` (per-type bins, meant for wide size ratios) is NOT used: in LIGGGHTS-PUBLIC
@@ -50,6 +52,10 @@ Electrode-like mix (``mix="electrode"``, constants in ``ELECTRODE_MIX``)
   ``run_liggghts`` now detects and refuses. With ``bin`` the bins are sized by the largest cutoff
   (about 2.5 mm), so every small sphere scans a stencil full of small spheres at each rebuild: that is
   LIGGGHTS' real cost for this mix and what electrodem's multi-level grid is meant to beat.
+
+Besides the wall time of the timed phase (LIGGGHTS' "Loop time"), the result holds the CPU time LIGGGHTS
+got during that phase (``timed_cpu_s``, read from /proc) and ``particle_steps_per_cpu_s``: on a shared,
+oversubscribed machine the wall figure understates LIGGGHTS and the CPU figure is the fairer one.
 
 Run it: ``python benchmarks/liggghts_ref.py --n 20000 --steps 10000 --settle-steps 50000``.
 """
@@ -92,6 +98,7 @@ BIDISPERSE_MIX = dict(
     box_xy_m_at_20k=STANDARD["box_xy_m_at_20k"],
     box_z_m=STANDARD["box_z_m"],
     dt_s=STANDARD["dt_s"],
+    settle_steps=STANDARD["settle_steps"],
 )
 
 _REFERENCE_N = 20_000
@@ -142,6 +149,7 @@ def _electrode_mix() -> dict:
         box_xy_m_at_20k=STANDARD["box_xy_m_at_20k"] * scale,
         box_z_m=STANDARD["box_z_m"] * scale,
         rayleigh_fraction=rayleigh_fraction,
+        settle_steps=200_000,
         dt_s=rayleigh_fraction * rayleigh_dt(small_radius_m, *props),
     )
 
@@ -407,8 +415,15 @@ def parse_log(log: str, n: int, steps: int) -> dict:
     ins_rows = _thermo_rows(_phase(log, "insert"), 5)
     if ins_rows:
         result["rayleigh_fraction_liggghts"] = ins_rows[-1][4]
+    if "Forced restart written" in timed:
+        # LIGGGHTS' signal handler (SIGINT/SIGUSR1 from outside) ends the run early but still prints the
+        # planned step count in its 'Loop time' line.
+        raise RuntimeError("the timed phase was interrupted by a signal (LIGGGHTS wrote a forced restart)")
     timed_rows = _thermo_rows(timed, 4)
     if timed_rows:
+        done_steps = int(timed_rows[-1][0] - timed_rows[0][0])
+        if done_steps != steps:
+            raise RuntimeError(f"the timed phase advanced {done_steps} steps, expected steps={steps}")
         result["ke_start_J"], result["ke_end_J"] = timed_rows[0][2], timed_rows[-1][2]
     after_rows = _thermo_rows(_phase(log, "after"), 6)
     if after_rows:
@@ -416,21 +431,38 @@ def parse_log(log: str, n: int, steps: int) -> dict:
     return result
 
 
+def _process_cpu_s(pid: int) -> float | None:
+    """User + system CPU seconds of a running process from /proc (Linux), None where unavailable."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    # Fields 14 and 15 of /proc/PID/stat (utime, stime), counted after the ")" that ends field 2.
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _run_streaming(cmd: list[str], workdir: Path, env: dict, screen_file: Path, total_steps: int | None,
-                   desc: str) -> int:
-    """Run ``cmd``, copy its output to ``screen_file``; a tqdm bar over thermo steps if ``total_steps``."""
+                   desc: str) -> tuple[int, dict[str, tuple[float, float | None]]]:
+    """Run ``cmd``, copy its output to ``screen_file``; a tqdm bar over thermo steps if ``total_steps``.
+
+    Returns the exit code and, per phase marker seen, (wall clock [s], process CPU time [s]) when the
+    marker line arrived.
+    """
     bar = None
     if total_steps is not None:
         from tqdm import tqdm
 
         bar = tqdm(total=total_steps, desc=desc, unit="step")
     done = 0
+    marks: dict[str, tuple[float, float | None]] = {}
     with open(screen_file, "w", buffering=1) as screen, subprocess.Popen(
         cmd, cwd=workdir, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
         text=True,
     ) as proc:
         assert proc.stdout is not None
         for line in proc.stdout:
+            if line.startswith(PHASE_MARK):
+                marks[line.split()[1]] = (time.perf_counter(), _process_cpu_s(proc.pid))
             screen.write(line)
             parts = line.split()
             if bar is not None and len(parts) >= 4 and parts[0].isdigit():
@@ -442,7 +474,19 @@ def _run_streaming(cmd: list[str], workdir: Path, env: dict, screen_file: Path, 
         returncode = proc.wait()
     if bar is not None:
         bar.close()
-    return returncode
+    return returncode, marks
+
+
+def _timed_cpu(marks: dict[str, tuple[float, float | None]], particle_steps: int) -> dict:
+    """CPU time LIGGGHTS spent between the 'timed' and 'after' markers, and its share of that wall time."""
+    if "timed" not in marks or "after" not in marks:
+        return {}
+    (wall0, cpu0), (wall1, cpu1) = marks["timed"], marks["after"]
+    if cpu0 is None or cpu1 is None or cpu1 <= cpu0:
+        return {}
+    cpu_s = cpu1 - cpu0
+    return dict(timed_cpu_s=cpu_s, timed_cpu_share=cpu_s / (wall1 - wall0),
+                particle_steps_per_cpu_s=particle_steps / cpu_s)
 
 
 def run_liggghts(n: int, steps: int, settle_steps: int, mix: str, seed: int, workdir: Path,
@@ -466,13 +510,14 @@ def run_liggghts(n: int, steps: int, settle_steps: int, mix: str, seed: int, wor
     # One process, one thread: issue 3 compares against single-process LIGGGHTS.
     env = dict(os.environ, OMP_NUM_THREADS="1")
     cmd = [executable, "-in", in_file.name, "-log", log_file.name]
-    if progress and shutil.which("stdbuf"):
-        # LIGGGHTS block-buffers a piped stdout; line buffering lets the progress bar follow it.
+    if shutil.which("stdbuf"):
+        # LIGGGHTS block-buffers a piped stdout; line buffering lets the phase markers arrive on time
+        # (for the CPU-time reading of the timed phase) and the progress bar follow the run.
         cmd = [shutil.which("stdbuf"), "-oL", *cmd]
     total_steps = 1 + settle_steps + steps
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
-    returncode = _run_streaming(cmd, workdir, env, screen_file, total_steps if progress else None,
+    returncode, marks = _run_streaming(cmd, workdir, env, screen_file, total_steps if progress else None,
                                 f"LIGGGHTS {mix} n={n}")
     total_wall_s = time.perf_counter() - start
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -508,6 +553,7 @@ def run_liggghts(n: int, steps: int, settle_steps: int, mix: str, seed: int, wor
         # the caller ran a bigger child process before.
         peak_rss_mb=usage.ru_maxrss / 1024.0,
         total_wall_s=total_wall_s,
+        **_timed_cpu(marks, n * steps),
         # Share of one core LIGGGHTS got over the whole run (insert + settle + timed): below ~0.95 the
         # machine was oversubscribed and wall_s overstates LIGGGHTS' cost.
         cpu_share=cpu_s / total_wall_s if total_wall_s > 0 else float("nan"),

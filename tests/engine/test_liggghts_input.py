@@ -181,6 +181,20 @@ def test_no_liggghts_on_path_gives_none(tmp_path, monkeypatch):
     assert lr.run_liggghts(200, 10, 10, "bidisperse", 0, tmp_path / "w") is None
 
 
+def test_process_cpu_reading_follows_busy_work():
+    import os
+    import time
+
+    before = lr._process_cpu_s(os.getpid())
+    if before is None:
+        pytest.skip("no /proc on this system")
+    t0 = time.process_time()
+    while time.process_time() - t0 < 0.3:
+        pass
+    spent = time.process_time() - t0
+    assert lr._process_cpu_s(os.getpid()) - before == pytest.approx(spent, abs=0.05)
+
+
 def test_parse_log_takes_only_the_timed_phase():
     mark = lr.PHASE_MARK
     loop = ("Loop time of {t} on 1 procs for {s} steps with 300 atoms, finish time x\n\n"
@@ -200,6 +214,10 @@ def test_parse_log_takes_only_the_timed_phase():
     assert out["n_inserted"] == 300 and out["liggghts_version"] == "LIGGGHTS-PUBLIC 3.8.0"
     with pytest.raises(RuntimeError, match="expected"):
         lr.parse_log(log, n=300, steps=401)
+    # A run cut short by a signal still prints the planned step count; the thermo steps tell the truth.
+    cut = log.replace(f"{mark} timed\n", f"{mark} timed\n    5001 300 1e-3 0\n    5300 300 1e-3 0\n")
+    with pytest.raises(RuntimeError, match="advanced 299 steps"):
+        lr.parse_log(cut, n=300, steps=400)
     # An empty neighbour list means no pair contact was computed (LIGGGHTS 3.8.0 "neighbor multi").
     empty = log.replace(f"{mark} after", "Total # of neighbors = 0\n" + f"{mark} after")
     with pytest.raises(RuntimeError, match="neighbour list"):

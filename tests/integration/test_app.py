@@ -97,3 +97,20 @@ def test_analyse_recomputes_a_saved_run(tmp_path, config_dir):
     assert again.returncode == 2 and "exists" in again.stderr  # nothing silently overwritten
     bad = electrodem("analyse", str(tmp_path), check=False)
     assert bad.returncode == 2 and "microstructure.npz" in bad.stderr
+
+
+def test_default_route_settles_the_bed(tmp_path):
+    """The default route (place -> settle -> analyse) on the smoke RVE: a settled, denser bed whose
+    shortcuts are named in metrics.json, and a two-stage ParaView series."""
+    run = tmp_path / "run"
+    electrodem("+experiment=smoke", f"hydra.run.dir={run}", timeout=600)
+    m = json.loads((run / "metrics.json").read_text())
+    settle = m["steps"]["settle"]
+    assert settle["converged"] is True
+    assert settle["max_overlap_ratio"] < 0.01
+    loose = m["steps"]["place"]["packing_fraction"]
+    assert settle["packing_fraction"] > loose + 0.1  # the loose RSA bed (0.30) has compacted
+    assert m["shortcuts"], "the settle shortcuts must be named in metrics.json"
+    assert [t for t, _ in read_pvd(run / "particles.pvd")][0] == 0.0
+    assert len(read_pvd(run / "particles.pvd")) == 2
+    assert (run / "snapshots" / "01_settle.npz").is_file()

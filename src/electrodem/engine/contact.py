@@ -3,6 +3,11 @@
 Separate from pair enumeration (neighbors.py) and from the step kernels (integrate.py), so the same
 law serves sphere–sphere and sphere–wall contacts. See `electrodem.engine.model` for the physics of
 each named sub-model and the units of the pair table.
+
+The law runs once per contact and step, so it is written to keep long-latency operations (square
+roots, divisions) few: both dashpots share sqrt(m* a) (their coefficients eta sqrt(2 E*) and
+eta sqrt(8 G*) come precomputed from the pair table), the Coulomb test compares squares, and the
+history rotation rescales with a polynomial when the frame turned by a tiny angle.
 """
 
 import taichi as ti
@@ -12,12 +17,20 @@ import taichi as ti
 def _rotate_into_plane(h, n):
     """Project history vector ``h`` onto the plane normal to ``n`` keeping its length (the contact
     frame turned since the last step)."""
-    mag0 = h.norm()
-    hp = h - h.dot(n) * n
-    mag1 = hp.norm()
-    out = hp * 0.0
-    if mag1 > 0.0:
-        out = hp * (mag0 / mag1)
+    out = h * 0.0
+    h2 = h.dot(h)
+    if h2 > 0.0:
+        hp = h - h.dot(n) * n
+        hp2 = hp.dot(hp)
+        if hp2 > 0.0:
+            # The frame turns by a tiny angle per step, so the rescale factor sqrt(1 + eps) is within
+            # round-off of its Taylor polynomial (the next term, 5 eps^4 / 128, is < 1e-17 for
+            # |eps| < 1e-4): no square root in the common case.
+            eps = (h2 - hp2) / hp2
+            scale = 1.0 + eps * (0.5 - eps * (0.125 - 0.0625 * eps))
+            if ti.abs(eps) > 1e-4:
+                scale = ti.sqrt(h2 / hp2)
+            out = hp * scale
     return out
 
 
@@ -34,6 +47,8 @@ def contact_law(
     w_j,
     e_star,
     g_star,
+    c_n,
+    c_t,
     eta,
     mu,
     mu_r,
@@ -48,18 +63,23 @@ def contact_law(
     Inputs (SI): unit normal ``n`` from j to i, overlap ``delta`` > 0 (m), effective radius ``r_star``
     and mass ``m_star``, lever arms ``li``/``lj`` from the centres to the contact point (m),
     centre velocity difference ``v_rel`` = v_i - v_j (m/s), angular velocities (rad/s), pair
-    properties, tangential history ``ht`` (m, displacement of i relative to j) and rolling history
-    ``hr`` (N m, moment on i), time step ``dt`` (s).
+    properties (E*, G* in Pa; dashpot coefficients c_n = eta sqrt(2 E*), c_t = eta sqrt(8 G*) in
+    sqrt(Pa); damping factor eta, friction mu, rolling friction mu_r), tangential history ``ht``
+    (m, displacement of i relative to j) and rolling history ``hr`` (N m, moment on i), time step
+    ``dt`` (s).
+
+    Normal force 4/3 E* a delta - eta sqrt(m* S_n) v_n with a = sqrt(R* delta), S_n = 2 E* a;
+    tangential spring k_t = 8 G* a with dashpot eta sqrt(m* k_t), capped at mu F_n.
 
     Returns (force on i (N), torque on i (N m), torque on j (N m), new ht, new hr, normal force (N)).
     The force on j is minus the force on i.
     """
     a = ti.sqrt(r_star * delta)
-    s_n = 2.0 * e_star * a
+    sq = ti.sqrt(m_star * a)
     v_c = v_rel - (li * w_i + lj * w_j).cross(n)
     v_n = v_c.dot(n)
     v_t = v_c - v_n * n
-    fn = 4.0 / 3.0 * e_star * a * delta - eta * ti.sqrt(m_star * s_n) * v_n
+    fn = 4.0 / 3.0 * e_star * a * delta - c_n * sq * v_n
     fn = ti.max(fn, 0.0)
     force = fn * n
     torque_i = n * 0.0
@@ -68,14 +88,14 @@ def contact_law(
     hr_new = hr * 0.0
     if ti.static(tangential):
         k_t = 8.0 * g_star * a
-        gam_t = eta * ti.sqrt(m_star * k_t)
+        gam_t = c_t * sq
         h = _rotate_into_plane(ht, n) + v_t * dt
         f_t = -k_t * h - gam_t * v_t
         f_t_max = mu * fn
-        f_t_mag = f_t.norm()
-        if f_t_mag > f_t_max:
+        f_t2 = f_t.dot(f_t)
+        if f_t2 > f_t_max * f_t_max:
             # Coulomb sliding: cap the force and reset the spring so that spring + dashpot = cap.
-            f_t = f_t * (f_t_max / f_t_mag)
+            f_t = f_t * (f_t_max / ti.sqrt(f_t2))
             h = -(f_t + gam_t * v_t) / k_t
         ht_new = h
         force += f_t
@@ -91,6 +111,7 @@ def contact_law(
             torque_i += m_r
             torque_j -= m_r
     if ti.static(rolling == 2):
+        s_n = 2.0 * e_star * a
         w_r = w_i - w_j
         w_r = w_r - w_r.dot(n) * n
         k_r = 2.25 * s_n * mu_r * mu_r * r_star * r_star

@@ -1,15 +1,26 @@
-"""Velocity-Verlet step with rotation in three fat kernels, and the automatic time step.
+"""Velocity-Verlet step with rotation in one fused kernel per step, and the automatic time step.
 
-One step of length dt:
+One step of length dt, as `step` runs it:
 
-1. `pre_force`: walls move (servo walls set their speed from last step's load); every particle
-   gets the first half kick v += dt/2 F/m, w += dt/2 T/I and drifts x += dt v (periodic axes wrapped);
-   returns the largest squared displacement since the last neighbour build (rebuild test).
-2. `forces`: each particle walks the pairs it owns (half list), evaluates the contact law once per
-   pair, keeps its own share and stores the pair force / partner torque; adds wall contacts, gravity
-   and background damping. Forces use the half-step velocities, as LIGGGHTS does.
-3. `gather`: each particle adds minus the stored force of the pairs it does not own (reverse list),
-   so no float atomics are needed, then gets the second half kick.
+1. (only when the previous step of the same chunk is not finished yet) each particle adds minus the
+   stored force of the pairs it does not own (reverse list; a gather, so no float atomics) and gets
+   the second half kick of the previous step;
+2. walls move (servo walls set their speed from last step's load); every particle gets the first
+   half kick v += dt/2 F/m, w += dt/2 T/I and drifts x += dt v (periodic axes wrapped); a flag is
+   raised if some particle moved more than half the skin since the last neighbour build;
+3. unless the flag is up, the forces: each particle walks the pairs it owns (half list), evaluates
+   the contact law once per pair, keeps its own share and stores the pair force / partner torque;
+   adds wall contacts, gravity and background damping. Forces use the half-step velocities, as
+   LIGGGHTS does. With the flag up the caller rebuilds the list and runs `forces`.
+
+`finish` is step 1 alone: it ends a chunk of steps so that forces and velocities are those of a
+complete step. So a chunk of k steps costs k + 1 kernel launches (plus a list build and a `forces`
+launch per rebuild) instead of three launches and three passes over the particles per step, and
+the arithmetic of every particle is that of the unfused kick–drift–force–kick sequence.
+
+Where the time goes (CPU, f64): the force loop waits on the divider (square roots and divisions),
+so the contact law keeps them few (see `electrodem.engine.contact`), R* and m* come per pair from
+the list, and the body force takes one division per particle.
 
 ``dom`` packs the domain scalars: [Lx, Ly, Lz, px, py, pz, gx, gy, gz, c_bg, dt] with box lengths
 (m), periodic flags (0/1), gravity (m/s^2), background damping rate c_bg (1/s; force -c m v and
@@ -22,9 +33,9 @@ import numpy as np
 import taichi as ti
 
 from electrodem.engine.contact import contact_law
-from electrodem.engine.neighbors import min_image
+from electrodem.engine.model import P_ESTAR, P_ETA, P_GSTAR, P_MU, P_MUR
+from electrodem.engine.state import T_CN, T_CT
 from electrodem.engine.walls import (
-    MAX_WALLS,
     W_GAIN,
     W_NX,
     W_PX,
@@ -41,34 +52,175 @@ def _vec(a, row, col0):
     return ti.Vector([a[row, col0], a[row, col0 + 1], a[row, col0 + 2]])
 
 
-@ti.kernel
-def pre_force(s: ti.template(), n: ti.i32, nw: ti.i32) -> float:
-    dt = s.dom[D_DT]
-    for k in range(nw):
-        nrm = _vec(s.walls, k, W_NX)
-        if s.wmode[k] == 2:
-            load = -s.wforce[k].dot(nrm)
-            speed = s.walls[k, W_GAIN] * (s.walls[k, W_TARGET] - load)
-            speed = ti.min(ti.max(speed, -s.walls[k, W_VMAX]), s.walls[k, W_VMAX])
-            for a in ti.static(range(3)):
-                s.walls[k, W_VX + a] = speed * nrm[a]
-        step = _vec(s.walls, k, W_VX).dot(nrm) * dt
+@ti.func
+def _wrap(d, box, per):
+    """Minimum image of ``d`` with the box lengths and periodic flags held in registers."""
+    for a in ti.static(range(3)):
+        if per[a]:
+            if d[a] > 0.5 * box[a]:
+                d[a] -= box[a]
+            elif d[a] < -0.5 * box[a]:
+                d[a] += box[a]
+    return d
+
+
+@ti.func
+def _box(s):
+    box = ti.Vector([s.dom[0], s.dom[1], s.dom[2]])
+    per = ti.Vector([s.dom[3] > 0.5, s.dom[4] > 0.5, s.dom[5] > 0.5])
+    return box, per
+
+
+@ti.func
+def _move_wall(s, k, dt):
+    nrm = _vec(s.walls, k, W_NX)
+    if s.wmode[k] == 2:
+        load = -s.wforce[k].dot(nrm)
+        speed = s.walls[k, W_GAIN] * (s.walls[k, W_TARGET] - load)
+        speed = ti.min(ti.max(speed, -s.walls[k, W_VMAX]), s.walls[k, W_VMAX])
         for a in ti.static(range(3)):
-            s.walls[k, W_PX + a] += step * nrm[a]
-    max_d2 = 0.0
-    for i in range(n):
-        vi = s.v[i] + 0.5 * dt * s.invm[i] * s.f[i]
-        wi = s.w[i] + 0.5 * dt * s.invI[i] * s.tq[i]
-        xi = s.x[i] + dt * vi
-        for a in ti.static(range(3)):
-            if s.dom[3 + a] > 0.5:
-                xi[a] -= s.dom[a] * ti.floor(xi[a] / s.dom[a])
-        s.v[i] = vi
-        s.w[i] = wi
-        s.x[i] = xi
-        d = min_image(xi - s.xref[i], s.dom)
-        ti.atomic_max(max_d2, d.dot(d))
-    return max_d2
+            s.walls[k, W_VX + a] = speed * nrm[a]
+    step = _vec(s.walls, k, W_VX).dot(nrm) * dt
+    for a in ti.static(range(3)):
+        s.walls[k, W_PX + a] += step * nrm[a]
+
+
+@ti.func
+def _gather(i, s, p):
+    """Owner share of particle i's force/torque plus minus the pair forces (and the partner torques)
+    of the pairs it does not own."""
+    fi = s.f[i]
+    ti_ = s.tq[i]
+    for t in range(p.rev_start[i], p.rev_start[i + 1]):
+        k = p.rev_k[t]
+        fi -= p.pair_f[k]
+        ti_ += p.pair_tj[k]
+    return fi, ti_
+
+
+@ti.func
+def _particle_forces(i, s, p, nw, dt, g, c_bg, box, per, tangential: ti.template(), rolling: ti.template()):
+    """Owner share of particle i's force and torque: its pairs, its wall contacts, gravity and
+    background damping; stores pair forces and updates pair and wall history."""
+    xi, vi, wi, ri, mi = s.x[i], s.v[i], s.w[i], s.r[i], s.mat[i]
+    im_i = s.invm[i]
+    zero = vi * 0.0
+    fi = zero
+    ti_ = zero
+    for k in range(p.start[i], p.start[i + 1]):
+        j = p.j[k]
+        d = _wrap(xi - s.x[j], box, per)
+        dist2 = d.dot(d)
+        rj = s.r[j]
+        rs = ri + rj
+        if dist2 < rs * rs:
+            dist = ti.sqrt(dist2)
+            nrm = d * (1.0 / dist)
+            delta = rs - dist
+            rm = p.rm[k]
+            mj = s.mat[j]
+            hr = zero
+            if ti.static(rolling == 2):
+                hr = p.hr[k]
+            force, t_i, t_j, h_t, h_r, _fn = contact_law(
+                nrm,
+                delta,
+                rm[0],
+                rm[1],
+                ri - 0.5 * delta,
+                rj - 0.5 * delta,
+                vi - s.v[j],
+                wi,
+                s.w[j],
+                s.table[mi, mj, P_ESTAR],
+                s.table[mi, mj, P_GSTAR],
+                s.table[mi, mj, T_CN],
+                s.table[mi, mj, T_CT],
+                s.table[mi, mj, P_ETA],
+                s.table[mi, mj, P_MU],
+                s.table[mi, mj, P_MUR],
+                p.ht[k],
+                hr,
+                dt,
+                tangential,
+                rolling,
+            )
+            if ti.static(tangential):
+                p.ht[k] = h_t
+            if ti.static(rolling == 2):
+                p.hr[k] = h_r
+            p.pair_f[k] = force
+            p.pair_tj[k] = t_j
+            fi += force
+            ti_ += t_i
+        else:
+            # Contact lost (or never made): history restarts from zero. Most listed pairs stay apart
+            # for many steps, so the history is only written when it is not zero already.
+            if ti.static(tangential):
+                if p.ht[k].any():
+                    p.ht[k] = zero
+            if ti.static(rolling == 2):
+                if p.hr[k].any():
+                    p.hr[k] = zero
+            p.pair_f[k] = zero
+            p.pair_tj[k] = zero
+    flags = s.wflag[i]
+    new_flags = 0
+    for wk in range(nw):
+        nrm = _vec(s.walls, wk, W_NX)
+        delta = ri - (xi - _vec(s.walls, wk, W_PX)).dot(nrm)
+        if delta > 0.0 and im_i > 0.0:
+            mw = s.wmat[wk]
+            hr = zero
+            if ti.static(rolling == 2):
+                hr = s.whr[i, wk]
+            force, t_i, _t_j, h_t, h_r, _fn = contact_law(
+                nrm,
+                delta,
+                ri,
+                1.0 / im_i,
+                ri - delta,
+                0.0,
+                vi - _vec(s.walls, wk, W_VX),
+                wi,
+                zero,
+                s.table[mi, mw, P_ESTAR],
+                s.table[mi, mw, P_GSTAR],
+                s.table[mi, mw, T_CN],
+                s.table[mi, mw, T_CT],
+                s.table[mi, mw, P_ETA],
+                s.table[mi, mw, P_MU],
+                s.table[mi, mw, P_MUR],
+                s.wht[i, wk],
+                hr,
+                dt,
+                tangential,
+                rolling,
+            )
+            s.wht[i, wk] = h_t
+            if ti.static(rolling == 2):
+                s.whr[i, wk] = h_r
+            new_flags |= 1 << wk
+            fi += force
+            ti_ += t_i
+            s.wforce[wk] -= force
+        elif flags & (1 << wk):
+            s.wht[i, wk] = zero
+            if ti.static(rolling == 2):
+                s.whr[i, wk] = zero
+    if new_flags != flags:
+        s.wflag[i] = new_flags
+    if im_i > 0.0:
+        # One division per particle: the divider is what the force loop waits for.
+        m_i = 1.0 / im_i
+        if c_bg > 0.0:
+            fi += (g - c_bg * vi) * m_i
+            if s.invI[i] > 0.0:
+                ti_ -= (c_bg / s.invI[i]) * wi
+        else:
+            fi += g * m_i
+    s.f[i] = fi
+    s.tq[i] = ti_
 
 
 @ti.kernel
@@ -80,122 +232,90 @@ def forces(
     tangential: ti.template(),
     rolling: ti.template(),
 ):
+    """Owner shares of all forces at the current state (after a rebuild, or to prime a run)."""
+    ti.loop_config(serialize=True)
+    for k in range(nw):
+        s.wforce[k] = s.wforce[k] * 0.0
     dt = s.dom[D_DT]
     g = ti.Vector([s.dom[D_G], s.dom[D_G + 1], s.dom[D_G + 2]])
     c_bg = s.dom[D_BG]
-    for k in range(MAX_WALLS):
-        s.wforce[k] = s.wforce[k] * 0.0
+    box, per = _box(s)
     for i in range(n):
-        xi, vi, wi, ri, mi = s.x[i], s.v[i], s.w[i], s.r[i], s.mat[i]
-        im_i = s.invm[i]
-        fi = vi * 0.0
-        ti_ = vi * 0.0
-        for k in range(p.start[i], p.start[i + 1]):
-            j = p.j[k]
-            d = min_image(xi - s.x[j], s.dom)
-            dist2 = d.dot(d)
-            rj = s.r[j]
-            rs = ri + rj
-            fk = vi * 0.0
-            tjk = vi * 0.0
-            if dist2 < rs * rs:
-                dist = ti.sqrt(dist2)
-                nrm = d / dist
-                delta = rs - dist
-                im_sum = im_i + s.invm[j]
-                m_star = 0.0
-                if im_sum > 0.0:
-                    m_star = 1.0 / im_sum
-                mj = s.mat[j]
-                force, t_i, t_j, h_t, h_r, _fn = contact_law(
-                    nrm,
-                    delta,
-                    ri * rj / rs,
-                    m_star,
-                    ri - 0.5 * delta,
-                    rj - 0.5 * delta,
-                    vi - s.v[j],
-                    wi,
-                    s.w[j],
-                    s.table[mi, mj, 0],
-                    s.table[mi, mj, 1],
-                    s.table[mi, mj, 2],
-                    s.table[mi, mj, 3],
-                    s.table[mi, mj, 4],
-                    p.ht[k],
-                    p.hr[k],
-                    dt,
-                    tangential,
-                    rolling,
-                )
-                p.ht[k] = h_t
-                p.hr[k] = h_r
-                fk = force
-                tjk = t_j
-                ti_ += t_i
-            else:
-                p.ht[k] = vi * 0.0
-                p.hr[k] = vi * 0.0
-            fi += fk
-            p.pair_f[k] = fk
-            p.pair_tj[k] = tjk
-        for wk in ti.static(range(MAX_WALLS)):
-            if wk < nw:
-                nrm = _vec(s.walls, wk, W_NX)
-                delta = ri - (xi - _vec(s.walls, wk, W_PX)).dot(nrm)
-                if delta > 0.0 and im_i > 0.0:
-                    mw = s.wmat[wk]
-                    force, t_i, _t_j, h_t, h_r, _fn = contact_law(
-                        nrm,
-                        delta,
-                        ri,
-                        1.0 / im_i,
-                        ri - delta,
-                        0.0,
-                        vi - _vec(s.walls, wk, W_VX),
-                        wi,
-                        wi * 0.0,
-                        s.table[mi, mw, 0],
-                        s.table[mi, mw, 1],
-                        s.table[mi, mw, 2],
-                        s.table[mi, mw, 3],
-                        s.table[mi, mw, 4],
-                        s.wht[i, wk],
-                        s.whr[i, wk],
-                        dt,
-                        tangential,
-                        rolling,
-                    )
-                    s.wht[i, wk] = h_t
-                    s.whr[i, wk] = h_r
-                    fi += force
-                    ti_ += t_i
-                    s.wforce[wk] -= force
-                else:
-                    s.wht[i, wk] = vi * 0.0
-                    s.whr[i, wk] = vi * 0.0
-        if im_i > 0.0:
-            fi += (g - c_bg * vi) / im_i
-            if s.invI[i] > 0.0:
-                ti_ -= (c_bg / s.invI[i]) * wi
-        s.f[i] = fi
-        s.tq[i] = ti_
+        _particle_forces(i, s, p, nw, dt, g, c_bg, box, per, tangential, rolling)
 
 
 @ti.kernel
-def gather(s: ti.template(), p: ti.template(), n: ti.i32):
+def finish(s: ti.template(), p: ti.template(), n: ti.i32):
+    """Complete the forces (reverse pairs) and give the second half kick: the step is done."""
     dt = s.dom[D_DT]
     for i in range(n):
-        fi = s.f[i]
-        ti_ = s.tq[i]
-        for t in range(p.rev_start[i], p.rev_start[i + 1]):
-            k = p.rev_k[t]
-            fi -= p.pair_f[k]
-            ti_ += p.pair_tj[k]
+        fi, ti_ = _gather(i, s, p)
         s.f[i] = fi
         s.tq[i] = ti_
         s.v[i] += 0.5 * dt * s.invm[i] * fi
         s.w[i] += 0.5 * dt * s.invI[i] * ti_
+
+
+@ti.kernel
+def step(
+    s: ti.template(),
+    p: ti.template(),
+    n: ti.i32,
+    nw: ti.i32,
+    finish_prev: ti.i32,
+    trigger_d2: float,
+    tangential: ti.template(),
+    rolling: ti.template(),
+) -> ti.i32:
+    """One velocity-Verlet step (see module docstring). Returns 1 when the forces were computed, 0 when
+    some particle moved farther than sqrt(trigger_d2) (m) since the last build: then the forces were
+    NOT computed; rebuild the list, then call `forces`."""
+    dt = s.dom[D_DT]
+    ti.loop_config(serialize=True)
+    for k in range(nw):
+        _move_wall(s, k, dt)
+    box, per = _box(s)
+    moved = 0
+    for i in range(n):
+        im_i = s.invm[i]
+        iI_i = s.invI[i]
+        fi = s.f[i]
+        ti_ = s.tq[i]
+        vi = s.v[i]
+        wi = s.w[i]
+        if finish_prev:
+            fi, ti_ = _gather(i, s, p)
+            s.f[i] = fi
+            s.tq[i] = ti_
+            vi += 0.5 * dt * im_i * fi
+            wi += 0.5 * dt * iI_i * ti_
+        vi = vi + 0.5 * dt * im_i * fi
+        wi = wi + 0.5 * dt * iI_i * ti_
+        xi = s.x[i] + dt * vi
+        for a in ti.static(range(3)):
+            if per[a]:
+                if xi[a] >= box[a]:
+                    xi[a] -= box[a]
+                elif xi[a] < 0.0:
+                    xi[a] += box[a]
+        s.v[i] = vi
+        s.w[i] = wi
+        s.x[i] = xi
+        d = _wrap(xi - s.xref[i], box, per)
+        if d.dot(d) > trigger_d2:
+            # A flag, not a max reduction: written (with the same value) only when a rebuild is due.
+            moved = 1
+    ok = 1 - moved
+    ti.loop_config(serialize=True)
+    for k in range(nw):
+        if ok:
+            s.wforce[k] = s.wforce[k] * 0.0
+    g = ti.Vector([s.dom[D_G], s.dom[D_G + 1], s.dom[D_G + 2]])
+    c_bg = s.dom[D_BG]
+    for i in range(n):
+        if ok:
+            _particle_forces(i, s, p, nw, dt, g, c_bg, box, per, tangential, rolling)
+    return ok
 
 
 def rayleigh_time_s(

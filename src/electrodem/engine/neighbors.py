@@ -3,16 +3,22 @@
 Particles are put in levels by radius (level k holds radii in [r_min 2^k, r_min 2^(k+1)); empty levels
 are dropped); each level has its own cell grid of cell size >= 2 r_max(level) + skin, filled by a
 counting sort (count per cell, prefix sum, scatter, then a sort inside each cell by index so the
-result is deterministic). A particle searches the 27 cells around it in its own level and in every
-coarser level, never in finer ones, so a 10 um sphere never scans the 0.2 um grid: every pair is found
-exactly once, by its smaller member (by index inside one level). That gives a half list (CSR by
-owner) that the force kernel walks once per pair, plus a reverse list so that each particle gathers
-the forces of the pairs it does not own without float atomics.
+result is deterministic). The particles are then re-ordered in that cell order (see
+`electrodem.engine.state`): the particles of one cell are a contiguous index range, and the
+particles a force loop visits together sit together in memory. A particle searches the 27 cells
+around it in its own level and in every coarser level, never in finer ones, so a 10 um sphere never
+scans the 0.2 um grid: every pair is found exactly once, by its smaller member (by index inside one
+level). That gives a half list (CSR by owner) that the force kernel walks once per pair, plus a
+reverse list so that each particle gathers the forces of the pairs it does not own without float
+atomics.
+
+Cells are numbered with z fastest, then x, then y: electrode beds are thin in z and wide in x and y,
+so the cells around a particle span the fewest indices.
 
 The list holds every pair closer than r_i + r_j + skin and is rebuilt when some particle has moved
 more than skin/2 since the last build. Per-pair tangential and rolling history is carried over from
 the previous list at each rebuild (looked up by pair, in either ownership order, and negated when
-the owner changed), so it survives rebuilds and particle additions.
+the owner changed), so it survives rebuilds, re-ordering and particle additions.
 """
 
 import math
@@ -22,17 +28,32 @@ import taichi as ti
 
 from electrodem.engine.scan import exclusive_scan, scratch_size
 from electrodem.engine.state import acquire, release, round_capacity
+from electrodem.engine.walls import MAX_WALLS
 
 LEVEL_RATIO = 2.0
 MAX_LEVELS = 16
 
 
+def pair_capacity(m: int) -> int:
+    """Pair capacities are k 2^e with k in 8..15 (>= 1024): at most 1/8 above the request, and few
+    distinct sizes so that stores can be reused."""
+    m = max(int(m), 1024)
+    e = max(m.bit_length() - 4, 0)
+    return -(-m // (1 << e)) << e
+
+
 @ti.func
 def min_image(d, dom):
-    """Minimum-image vector on periodic axes; ``dom`` = [Lx, Ly, Lz, px, py, pz, ...]."""
+    """Minimum-image vector on periodic axes; ``dom`` = [Lx, Ly, Lz, px, py, pz, ...].
+
+    Positions on a periodic axis lie in [0, L], so one shift by L is enough (and, unlike
+    ``L * round(d / L)``, needs neither a division nor a libm call)."""
     for a in ti.static(range(3)):
         if dom[3 + a] > 0.5:
-            d[a] -= dom[a] * ti.round(d[a] / dom[a])
+            if d[a] > 0.5 * dom[a]:
+                d[a] -= dom[a]
+            elif d[a] < -0.5 * dom[a]:
+                d[a] += dom[a]
     return d
 
 
@@ -65,26 +86,36 @@ class CellStore:
 
 @ti.data_oriented
 class PairStore:
-    """Current half list (start/j/history), the previous one (old_*), the reverse index and the
-    per-pair force on the owner (N) and torque on the partner (N m)."""
+    """Current half list (start/j/history), the previous one (old_*), the reverse index, the pair's
+    effective radius and mass ``rm`` = (R* (m), m* (kg)) and the per-pair force on the owner (N) and
+    torque on the partner (N m).
 
-    def __init__(self, n_cap: int, p_cap: int, real: object) -> None:
+    R* and m* are constant while the pair is listed; computing them once per build spares the force
+    loop two divisions per contact and step.
+
+    Each array has its own contiguous storage except pair_f/pair_tj, which are written and read
+    together. Rolling history (hr, old_hr) takes memory only when ``rolling`` is set."""
+
+    def __init__(self, n_cap: int, p_cap: int, real: object, rolling: bool) -> None:
         self.n_cap, self.p_cap = n_cap, p_cap
-        self.pool_key = (n_cap, p_cap, real)
+        self.rolling = rolling
+        self.pool_key = (n_cap, p_cap, real, rolling)
         vec = ti.types.vector(3, real)
         fb = ti.FieldsBuilder()
-        self.start = ti.field(ti.i32)
-        self.old_start = ti.field(ti.i32)
-        self.rev_start = ti.field(ti.i32)
-        fb.dense(ti.i, n_cap + 1).place(self.start, self.old_start, self.rev_start)
-        self.j = ti.field(ti.i32)
-        self.old_j = ti.field(ti.i32)
-        self.rev_k = ti.field(ti.i32)
-        fb.dense(ti.i, p_cap).place(self.j, self.old_j, self.rev_k)
-        self.ht, self.hr, self.old_ht, self.old_hr, self.pair_f, self.pair_tj = (
-            ti.field(vec) for _ in range(6)
-        )
-        fb.dense(ti.i, p_cap).place(self.ht, self.hr, self.old_ht, self.old_hr, self.pair_f, self.pair_tj)
+        for name in ("start", "old_start", "rev_start"):
+            setattr(self, name, ti.field(ti.i32))
+            fb.dense(ti.i, n_cap + 1).place(getattr(self, name))
+        for name in ("j", "old_j", "rev_k"):
+            setattr(self, name, ti.field(ti.i32))
+            fb.dense(ti.i, p_cap).place(getattr(self, name))
+        for name in ("ht", "old_ht", "hr", "old_hr"):
+            setattr(self, name, ti.field(vec))
+            fb.dense(ti.i, p_cap if rolling or name.endswith("ht") else 1).place(getattr(self, name))
+        self.rm = ti.field(ti.types.vector(2, real))
+        fb.dense(ti.i, p_cap).place(self.rm)
+        self.pair_f = ti.field(vec)
+        self.pair_tj = ti.field(vec)
+        fb.dense(ti.i, p_cap).place(self.pair_f, self.pair_tj)
         self._tree = fb.finalize()
 
     def destroy(self) -> None:
@@ -100,15 +131,26 @@ def _cell_coord(x, lvl, c):
     return q
 
 
+@ti.func
+def _cell_id(q, lvl, c):
+    return c.gint[lvl, 3] + (q[1] * c.gint[lvl, 0] + q[0]) * c.gint[lvl, 2] + q[2]
+
+
 @ti.kernel
 def _bbox(s: ti.template(), c: ti.template(), n: ti.i32):
-    for a in range(3):
-        c.bbox[a] = 3e38
-        c.bbox[3 + a] = -3e38
+    # Reductions into kernel-scope scalars become per-thread partial results (no shared atomics).
+    x0, y0, z0 = 3e38, 3e38, 3e38
+    x1, y1, z1 = -3e38, -3e38, -3e38
     for i in range(n):
-        for a in ti.static(range(3)):
-            ti.atomic_min(c.bbox[a], s.x[i][a])
-            ti.atomic_max(c.bbox[3 + a], s.x[i][a])
+        xi = s.x[i]
+        ti.atomic_min(x0, xi[0])
+        ti.atomic_min(y0, xi[1])
+        ti.atomic_min(z0, xi[2])
+        ti.atomic_max(x1, xi[0])
+        ti.atomic_max(y1, xi[1])
+        ti.atomic_max(z1, xi[2])
+    c.bbox[0], c.bbox[1], c.bbox[2] = x0, y0, z0
+    c.bbox[3], c.bbox[4], c.bbox[5] = x1, y1, z1
 
 
 @ti.kernel
@@ -117,8 +159,7 @@ def _bin(s: ti.template(), c: ti.template(), n: ti.i32, n_cells: ti.i32):
         c.cell_count[k] = 0
     for i in range(n):
         lvl = s.level[i]
-        q = _cell_coord(s.x[i], lvl, c)
-        cid = c.gint[lvl, 3] + (q[2] * c.gint[lvl, 1] + q[1]) * c.gint[lvl, 0] + q[0]
+        cid = _cell_id(_cell_coord(s.x[i], lvl, c), lvl, c)
         s.cell_of[i] = cid
         ti.atomic_add(c.cell_count[cid], 1)
 
@@ -162,23 +203,33 @@ def _axis_range(q, ncell, periodic):
 
 
 @ti.func
-def _old_history(i, j, p, n_old):
-    """History of pair (i, j) in the previous list: owned by i as is, owned by j negated, else zero."""
-    h_t = p.old_ht[0] * 0.0
-    h_r = p.old_hr[0] * 0.0
-    found = False
-    if i < n_old:
-        for k in range(p.old_start[i], p.old_start[i + 1]):
-            if p.old_j[k] == j:
-                h_t = p.old_ht[k]
-                h_r = p.old_hr[k]
-                found = True
-    if not found and j < n_old:
-        for k in range(p.old_start[j], p.old_start[j + 1]):
-            if p.old_j[k] == i:
-                h_t = -p.old_ht[k]
-                h_r = -p.old_hr[k]
-    return h_t, h_r
+def _visit(i, xi, ri, li, lvl, lo, hi, s, p, skin, cnt, slot, fill: ti.template()):
+    """Count (or store, with zero history) the partners of i among the particles lo..hi-1.
+
+    In its own level i owns only pairs with higher indices: the particles of a cell are an index
+    range, so the range simply starts after i."""
+    first = lo
+    if lvl == li:
+        first = ti.max(lo, i + 1)
+    for j in range(first, hi):
+        d = min_image(xi - s.x[j], s.dom)
+        cut = ri + s.r[j] + skin
+        if d.dot(d) < cut * cut:
+            if ti.static(fill):
+                p.j[slot] = j
+                rj = s.r[j]
+                im_sum = s.invm[i] + s.invm[j]
+                m_star = 0.0
+                if im_sum > 0.0:
+                    m_star = 1.0 / im_sum
+                p.rm[slot] = ti.Vector([ri * rj / (ri + rj), m_star])
+                p.ht[slot] = xi * 0.0
+                if ti.static(p.rolling):
+                    p.hr[slot] = xi * 0.0
+                slot += 1
+            else:
+                cnt += 1
+    return cnt, slot
 
 
 @ti.kernel
@@ -189,7 +240,6 @@ def _pairs(
     n: ti.i32,
     n_levels: ti.i32,
     skin: float,
-    n_old: ti.i32,
     fill: ti.template(),
 ):
     for i in range(n):
@@ -206,29 +256,128 @@ def _pairs(
             lx, cx = _axis_range(q[0], nx, s.dom[3] > 0.5)
             ly, cy = _axis_range(q[1], ny, s.dom[4] > 0.5)
             lz, cz = _axis_range(q[2], nz, s.dom[5] > 0.5)
-            for oz in range(cz):
-                kz = (lz + oz + nz) % nz
-                for oy in range(cy):
-                    ky = (ly + oy + ny) % ny
-                    for ox in range(cx):
-                        kx = (lx + ox + nx) % nx
-                        cid = c.gint[lvl, 3] + (kz * ny + ky) * nx + kx
-                        for t in range(c.cell_start[cid], c.cell_start[cid + 1]):
-                            j = s.sorted_ids[t]
-                            if lvl > li or j > i:
-                                d = min_image(xi - s.x[j], s.dom)
-                                cut = ri + s.r[j] + skin
-                                if d.dot(d) < cut * cut:
-                                    if ti.static(fill):
-                                        p.j[slot] = j
-                                        h_t, h_r = _old_history(i, j, p, n_old)
-                                        p.ht[slot] = h_t
-                                        p.hr[slot] = h_r
-                                        slot += 1
-                                    else:
-                                        cnt += 1
+            for oy in range(cy):
+                ky = (ly + oy + ny) % ny
+                for ox in range(cx):
+                    kx = (lx + ox + nx) % nx
+                    base = c.gint[lvl, 3] + (ky * nx + kx) * nz
+                    if lz >= 0 and lz + cz <= nz:
+                        # z is the fastest cell axis: the window's cells along z are one index range.
+                        cnt, slot = _visit(
+                            i,
+                            xi,
+                            ri,
+                            li,
+                            lvl,
+                            c.cell_start[base + lz],
+                            c.cell_start[base + lz + cz],
+                            s,
+                            p,
+                            skin,
+                            cnt,
+                            slot,
+                            fill,
+                        )
+                    else:
+                        for oz in range(cz):
+                            kz = (lz + oz + nz) % nz
+                            cnt, slot = _visit(
+                                i,
+                                xi,
+                                ri,
+                                li,
+                                lvl,
+                                c.cell_start[base + kz],
+                                c.cell_start[base + kz + 1],
+                                s,
+                                p,
+                                skin,
+                                cnt,
+                                slot,
+                                fill,
+                            )
         if ti.static(not fill):
             s.nb_count[i] = cnt
+
+
+@ti.func
+def _permute_field(a: ti.template(), tmp: ti.template(), ids: ti.template(), n):
+    for t in range(n):
+        tmp[t] = a[ids[t]]
+    for t in range(n):
+        a[t] = tmp[t]
+
+
+@ti.func
+def _permute_column(a: ti.template(), col, tmp: ti.template(), ids: ti.template(), n):
+    for t in range(n):
+        tmp[t] = a[ids[t], col]
+    for t in range(n):
+        a[t, col] = tmp[t]
+
+
+@ti.kernel
+def permute_particles(s: ti.template(), n: ti.i32, nw: ti.i32):
+    """Re-order the first n particles so that new index t holds old index ``s.sorted_ids[t]``.
+
+    Each field goes through one scratch buffer (gather into it, copy back), so the store needs no
+    second copy of the state. ``cell_of`` is free once the particles are binned and serves as the
+    integer scratch buffer."""
+    for a in ti.static((s.x, s.v, s.w, s.f, s.tq)):
+        _permute_field(a, s.tmp_v, s.sorted_ids, n)
+    for a in ti.static((s.r, s.invm, s.invI)):
+        _permute_field(a, s.tmp_s, s.sorted_ids, n)
+    for a in ti.static((s.mat, s.level, s.ext, s.wflag)):
+        _permute_field(a, s.cell_of, s.sorted_ids, n)
+    for wk in ti.static(range(MAX_WALLS)):
+        m = 0
+        if wk < nw:
+            m = n
+        _permute_column(s.wht, wk, s.tmp_v, s.sorted_ids, m)
+        if ti.static(s.rolling):
+            _permute_column(s.whr, wk, s.tmp_v, s.sorted_ids, m)
+
+
+@ti.func
+def _set_history(owner, partner, h_t, h_r, p):
+    """Give pair (owner, partner) of the new list the history (h_t, h_r); if the new list has the pair
+    the other way round, the owner's view is the negated one. Returns whether the pair was found."""
+    found = False
+    for k in range(p.start[owner], p.start[owner + 1]):
+        if p.j[k] == partner:
+            p.ht[k] = h_t
+            if ti.static(p.rolling):
+                p.hr[k] = h_r
+            found = True
+            break
+    if not found:
+        for k in range(p.start[partner], p.start[partner + 1]):
+            if p.j[k] == owner:
+                p.ht[k] = -h_t
+                if ti.static(p.rolling):
+                    p.hr[k] = -h_r
+                found = True
+                break
+    return found
+
+
+@ti.kernel
+def _carry_history(s: ti.template(), p: ti.template(), n: ti.i32, n_old: ti.i32):
+    """Copy the non-zero history of the previous list (old indices) onto the same pairs of the new one.
+
+    Runs over the old pairs that have history (the ones in contact, about half of the list) instead
+    of looking every new pair up; pairs absent from the new list lose theirs, as they have separated.
+    ``cell_of`` (free after the re-ordering) holds the new index of each old one."""
+    for t in range(n):
+        s.cell_of[s.sorted_ids[t]] = t
+    for oi in range(n_old):
+        for k in range(p.old_start[oi], p.old_start[oi + 1]):
+            h_t = p.old_ht[k]
+            h_r = h_t * 0.0
+            if ti.static(p.rolling):
+                h_r = p.old_hr[k]
+            if h_t.any() or h_r.any():
+                _set_history(s.cell_of[oi], s.cell_of[p.old_j[k]], h_t, h_r, p)
 
 
 @ti.kernel
@@ -238,7 +387,8 @@ def _save_old(p: ti.template(), n_old: ti.i32, n_pairs: ti.i32):
     for k in range(n_pairs):
         p.old_j[k] = p.j[k]
         p.old_ht[k] = p.ht[k]
-        p.old_hr[k] = p.hr[k]
+        if ti.static(p.rolling):
+            p.old_hr[k] = p.hr[k]
 
 
 @ti.kernel
@@ -270,10 +420,13 @@ def _copy_positions(s: ti.template(), n: ti.i32):
 
 
 class NeighborList:
-    """Owns the cell and pair stores and rebuilds the half list (see module docstring)."""
+    """Owns the cell and pair stores and rebuilds the half list (see module docstring).
 
-    def __init__(self, real: object) -> None:
+    ``rolling``: whether pairs carry rolling history (memory for it is allocated only then)."""
+
+    def __init__(self, real: object, rolling: bool = False) -> None:
         self.real = real
+        self.rolling = bool(rolling)
         self.cells: CellStore | None = None
         self.pairs: PairStore | None = None
         self.n = 0
@@ -282,15 +435,21 @@ class NeighborList:
         self.n_levels = 0
         self.level_rmax = np.zeros(0)
         self.builds = 0
+        self._order_store: object | None = None
+        """Store whose ``ext`` maps the list's indices to external ones (None: they are external)."""
 
     def destroy(self) -> None:
         release(self.cells)
         release(self.pairs)
         self.cells = self.pairs = None
+        self._order_store = None
+
+    def _new_pairs(self, n_cap: int, p_cap: int) -> PairStore:
+        return acquire(PairStore, round_capacity(n_cap), pair_capacity(p_cap), self.real, self.rolling)
 
     # ------------------------------------------------------------------ levels and grids
     def assign_levels(self, s: object, radii: np.ndarray, skin_m: float) -> None:
-        """Put the particles of store ``s`` in levels by radius (after adding particles)."""
+        """Put the particles of store ``s`` (radii in its current order) in levels by radius."""
         n = len(radii)
         self.skin_m = float(skin_m)
         r_min = float(radii.min())
@@ -336,8 +495,9 @@ class NeighborList:
         return ginfo, gint, offset
 
     # ------------------------------------------------------------------ build
-    def build(self, s: object, n: int, box: np.ndarray, periodic: tuple[bool, ...]) -> None:
-        """Rebuild the list for the first ``n`` particles of store ``s``, carrying history over."""
+    def build(self, s: object, n: int, box: np.ndarray, periodic: tuple[bool, ...], n_walls: int) -> None:
+        """Re-order the first ``n`` particles of store ``s`` by cell and rebuild the list for them,
+        carrying history over."""
         ginfo, gint, n_cells = self._grids(s, n, box, periodic)
         assert self.cells is not None
         if n_cells > self.cells.n_cells_cap or max(n, n_cells) > self.cells.scan_cap:
@@ -352,27 +512,34 @@ class NeighborList:
         _bin(s, c, n, n_cells)
         exclusive_scan(c.cell_count, c.cell_start, c.bsum, n_cells)
         _scatter(s, c, n, n_cells)
+        # From here on sorted_ids[t] is the old index of the particle now at t (the history lookup
+        # below needs it), and the particles of cell k are the index range cell_start[k]..[k+1].
+        permute_particles(s, n, n_walls)
 
         n_old, p_old = self.n, self.n_pairs
         if self.pairs is None:
-            self.pairs = acquire(PairStore, round_capacity(n), round_capacity(8 * n), self.real)
+            # Sized by the first count below (the store grows then), not by a guess per particle.
+            self.pairs = self._new_pairs(n, 1024)
             n_old = p_old = 0
         elif n > self.pairs.n_cap:
             self._grow_pairs(n, self.pairs.p_cap, keep_current=True)
         p = self.pairs
         _save_old(p, n_old, p_old)
-        _pairs(s, c, p, n, self.n_levels, self.skin_m, n_old, False)
+        _pairs(s, c, p, n, self.n_levels, self.skin_m, False)
         total = exclusive_scan(s.nb_count, p.start, c.bsum, n)  # type: ignore[attr-defined]
         if total > p.p_cap:
-            self._grow_pairs(n, total + total // 2 + 1024, keep_current=False)
+            self._grow_pairs(n, total + total // 5 + 1024, keep_current=False)
             p = self.pairs
             exclusive_scan(s.nb_count, p.start, c.bsum, n)  # type: ignore[attr-defined]
-        _pairs(s, c, p, n, self.n_levels, self.skin_m, n_old, True)
+        _pairs(s, c, p, n, self.n_levels, self.skin_m, True)
+        if n_old > 0:
+            _carry_history(s, p, n, min(n_old, n))
         _reverse_count(s, p, n)
         exclusive_scan(s.rev_count, p.rev_start, c.bsum, n)  # type: ignore[attr-defined]
         _reverse_fill(s, p, n)
         _copy_positions(s, n)
         self.n, self.n_pairs = n, total
+        self._order_store = s
         self.builds += 1
 
     def _grow_pairs(self, n: int, p_cap: int, keep_current: bool) -> None:
@@ -380,10 +547,10 @@ class NeighborList:
         the saved previous list (during a build) so that history can still be carried over."""
         old = self.pairs
         assert old is not None
-        new = acquire(
-            PairStore, round_capacity(max(n, old.n_cap)), round_capacity(max(p_cap, old.p_cap)), self.real
-        )
-        names = ("start", "j", "ht", "hr") if keep_current else ("old_start", "old_j", "old_ht", "old_hr")
+        new = self._new_pairs(max(n, old.n_cap), max(p_cap, old.p_cap))
+        names = ["start", "j", "ht"] if keep_current else ["old_start", "old_j", "old_ht"]
+        if self.rolling:
+            names.append("hr" if keep_current else "old_hr")
         for name in names:
             src = getattr(old, name).to_numpy()
             dst = getattr(new, name).to_numpy()
@@ -396,8 +563,13 @@ class NeighborList:
         self.pairs = new
 
     # ------------------------------------------------------------------ host views
-    def pairs_numpy(self) -> tuple[np.ndarray, np.ndarray]:
-        """(i, j) arrays of the current list (each pair once, i the owner)."""
+    def _external(self, idx: np.ndarray) -> np.ndarray:
+        if self._order_store is None or len(idx) == 0:
+            return idx
+        ext = self._order_store.external_index(self.n)  # type: ignore[attr-defined]
+        return ext[idx]
+
+    def _internal_pairs(self) -> tuple[np.ndarray, np.ndarray]:
         if self.pairs is None or self.n == 0:
             return np.zeros(0, np.int64), np.zeros(0, np.int64)
         start = self.pairs.start.to_numpy()[: self.n + 1]
@@ -405,33 +577,41 @@ class NeighborList:
         j = self.pairs.j.to_numpy()[: self.n_pairs].astype(np.int64)
         return i, j
 
+    def pairs_numpy(self) -> tuple[np.ndarray, np.ndarray]:
+        """(i, j) external indices of the current list (each pair once, i the owner)."""
+        i, j = self._internal_pairs()
+        return self._external(i), self._external(j)
+
     def history_numpy(self) -> dict[str, np.ndarray]:
-        """Pairs of the current list with their tangential (m) and rolling (N m) history."""
+        """Pairs of the current list (external indices) with their tangential (m) and rolling (N m)
+        history."""
         i, j = self.pairs_numpy()
         p = self.n_pairs
         if self.pairs is None:
             return {"i": i, "j": j, "ht": np.zeros((0, 3)), "hr": np.zeros((0, 3))}
-        return {
-            "i": i,
-            "j": j,
-            "ht": self.pairs.ht.to_numpy()[:p].astype(np.float64),
-            "hr": self.pairs.hr.to_numpy()[:p].astype(np.float64),
-        }
+        ht = self.pairs.ht.to_numpy()[:p].astype(np.float64)
+        hr = self.pairs.hr.to_numpy()[:p].astype(np.float64) if self.rolling else np.zeros((p, 3))
+        return {"i": i, "j": j, "ht": ht, "hr": hr}
 
     def load_history(self, hist: dict[str, np.ndarray], n: int) -> None:
-        """Install (i, j, ht, hr) as the current list so that the next `build` carries it over
-        (checkpoint restart). Only history is meaningful; the next build must follow."""
+        """Install (i, j, ht, hr), with i, j the particles' current indices (external order, which
+        is the internal one right after `ParticleStore.particles_from_numpy`), as the current list so
+        that the next `build` carries it over (checkpoint restart, particle additions). Only history
+        is meaningful; the next build must follow."""
         i, j = np.asarray(hist["i"], np.int64), np.asarray(hist["j"], np.int64)
         order = np.lexsort((j, i))
         m = len(i)
         self.destroy()
-        self.pairs = acquire(PairStore, round_capacity(n), round_capacity(max(m, 8 * n)), self.real)
+        self.pairs = self._new_pairs(n, m + m // 5 + 1024)
         np_real = np.float64 if self.real == ti.f64 else np.float32
         start = np.zeros(self.pairs.n_cap + 1, np.int64)
         np.add.at(start, i + 1, 1)
         start = np.cumsum(start)
         self.pairs.start.from_numpy(start.astype(np.int32))
-        for name, arr in (("j", j[order]), ("ht", hist["ht"][order]), ("hr", hist["hr"][order])):
+        names = [("j", j[order]), ("ht", np.asarray(hist["ht"])[order])]
+        if self.rolling:
+            names.append(("hr", np.asarray(hist["hr"])[order]))
+        for name, arr in names:
             dst = getattr(self.pairs, name).to_numpy()
             dst[:m] = arr
             getattr(self.pairs, name).from_numpy(dst.astype(np.int32 if name == "j" else np_real))

@@ -184,7 +184,7 @@ class Simulation:
         self._list_valid = False
         from electrodem.engine.neighbors import NeighborList
 
-        self._nl = NeighborList(self.real)
+        self._nl = NeighborList(self.real, rolling=self.contact.rolling == "epsd")
         self._wall_work_J = 0.0
         self._energy_ref: float | None = None
         self._last_good: dict[str, Any] | None = None
@@ -196,7 +196,13 @@ class Simulation:
         from electrodem.engine.state import ParticleStore, acquire, release, round_capacity
 
         old = self._store
-        self._store = acquire(ParticleStore, round_capacity(cap), len(self.materials.materials), self.real)
+        self._store = acquire(
+            ParticleStore,
+            round_capacity(cap),
+            len(self.materials.materials),
+            self.real,
+            self.contact.rolling == "epsd",
+        )
         self._write_globals()
         if old is not None:
             self._store.walls.from_numpy(old.walls.to_numpy())
@@ -223,7 +229,19 @@ class Simulation:
         s.walls.from_numpy(table.astype(self.np_real))
         s.wmode.from_numpy(mode)
         s.wmat.from_numpy(mat)
-        s.table.from_numpy(self.materials.pair_table(self.contact).astype(self.np_real))
+        s.table.from_numpy(self._kernel_table().astype(self.np_real))
+
+    def _kernel_table(self) -> np.ndarray:
+        """The pair table plus the dashpot coefficients the kernels use (see `state.TABLE_COLS`)."""
+        from electrodem.engine.model import P_ESTAR, P_ETA, P_GSTAR
+        from electrodem.engine.state import T_CN, T_CT, TABLE_COLS
+
+        base = self.materials.pair_table(self.contact)
+        table = np.zeros((*base.shape[:2], TABLE_COLS))
+        table[..., : base.shape[2]] = base
+        table[..., T_CN] = base[..., P_ETA] * np.sqrt(2.0 * base[..., P_ESTAR])
+        table[..., T_CT] = base[..., P_ETA] * np.sqrt(8.0 * base[..., P_GSTAR])
+        return table
 
     def _set_dom(self, index: int, value: float) -> None:
         self._store.dom[index] = value
@@ -329,10 +347,15 @@ class Simulation:
             "whr": np.zeros((k, MAX_WALLS, 3)),
         }
         merged = {key: np.concatenate([cur[key], add[key]]) for key in cur}
+        # Loading resets the internal particle order to the external one: keep the contact history by
+        # re-installing the current list in external indices (the next build carries it over).
+        hist = self._nl.history_numpy() if self._nl.n_pairs else None
         n_new = self.n + k
         if n_new > self._store.cap:
             self._alloc_store(n_new)
         self._store.particles_from_numpy(merged)
+        if hist is not None:
+            self._nl.load_history(hist, n_new)
         self.n = n_new
         self.ids = np.concatenate([self.ids, new_ids])
         self._next_id = int(max(self._next_id, new_ids.max() + 1 if k else 0))
@@ -440,12 +463,12 @@ class Simulation:
 
     # ------------------------------------------------------------------ stepping
     def _rebuild(self) -> None:
-        self._nl.build(self._store, self.n, self.box_m, self.periodic)
+        self._nl.build(self._store, self.n, self.box_m, self.periodic, len(self.walls))
         self._list_valid = True
 
     def _prime(self) -> None:
         """Forces at the current state without advancing (history is not incremented: dt = 0)."""
-        from electrodem.engine.integrate import forces, gather
+        from electrodem.engine.integrate import finish, forces
 
         if not self._list_valid:
             self._rebuild()
@@ -458,23 +481,36 @@ class Simulation:
             self.contact.tangential == "mindlin",
             self.contact.rolling_code,
         )
-        gather(self._store, self._nl.pairs, self.n)
+        finish(self._store, self._nl.pairs, self.n)
         self._set_dom(10, self.dt_s)
         self._forces_valid = True
 
     def _advance(self, k: int) -> None:
-        from electrodem.engine.integrate import forces, gather, pre_force
+        """k steps: one fused kernel per step (see `electrodem.engine.integrate`), a rebuild and a
+        separate force evaluation when a particle moved more than half the skin, and `finish` at the
+        end so that the state is that of a complete step."""
+        from electrodem.engine.integrate import finish, forces, step
 
-        s, nl = self._store, self._nl
-        nw = len(self.walls)
+        if k <= 0:
+            return
+        nl = self._nl
+        n, nw = self.n, len(self.walls)
         tang = self.contact.tangential == "mindlin"
         roll = self.contact.rolling_code
-        half_skin2 = (0.5 * nl.skin_m) ** 2
-        for _ in range(k):
-            if pre_force(s, self.n, nw) > half_skin2:
-                self._rebuild()
-            forces(s, nl.pairs, self.n, nw, tang, roll)
-            gather(s, nl.pairs, self.n)
+        trigger = (0.5 * nl.skin_m) ** 2
+        s = self._store
+        pending = False
+        try:
+            for t in range(k):
+                if not step(s, nl.pairs, n, nw, 1 if t else 0, trigger, tang, roll):
+                    pending = True
+                    self._rebuild()
+                    forces(s, nl.pairs, n, nw, tang, roll)
+                    pending = False
+        finally:
+            # Also on an interruption, unless it came between a drift and its forces.
+            if not pending:
+                finish(s, nl.pairs, n)
         self.step += k
         self.time_s = float(self.time_s + k * self.dt_s)
 
@@ -597,7 +633,7 @@ class Simulation:
         if d["non_finite_particles"] > 0:
             problem = f"{int(d['non_finite_particles'])} particles have non-finite position or velocity"
         elif d["max_overlap_ratio"] > self.guards.max_overlap_ratio:
-            worst = int(self._store.diag[O_WORST])
+            worst = int(self._store.external_index(self.n)[int(self._store.diag[O_WORST])])
             problem = (
                 f"overlap/radius = {d['max_overlap_ratio']:.3g} > {self.guards.max_overlap_ratio} "
                 f"(particle index {worst}); the contacts are too soft for the load "
@@ -698,7 +734,8 @@ class Simulation:
         ci, cj = ti.ndarray(ti.i32, m), ti.ndarray(ti.i32, m)
         cval = ti.ndarray(self.real, (m, 4))
         cnt = int(export_contacts(self._store, self._nl.pairs, self.n, ci, cj, cval))
-        i, j = ci.to_numpy()[:cnt].astype(np.int64), cj.to_numpy()[:cnt].astype(np.int64)
+        ext = self._store.external_index(self.n)
+        i, j = ext[ci.to_numpy()[:cnt]], ext[cj.to_numpy()[:cnt]]
         val = cval.to_numpy()[:cnt].astype(np.float64)
         lo, hi = np.minimum(i, j), np.maximum(i, j)
         order = np.lexsort((hi, lo))
@@ -717,7 +754,7 @@ class Simulation:
 
         out = self._ti.ndarray(self.real, max(self.n, 1))
         wall_overlaps(self._store, self.n, index, out)
-        return out.to_numpy()[: self.n].astype(np.float64)
+        return self._store.to_external(out.to_numpy().astype(np.float64), self.n)
 
     def wall_state(self) -> list[dict[str, Any]]:
         """Per wall: name, point_m, normal, velocity_m_per_s, force_N (exerted by the particles during

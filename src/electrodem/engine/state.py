@@ -6,10 +6,19 @@ twenty. Growing the capacity builds a new store, copies the state and destroys t
 
 Per particle (SI): position x (m), velocity v (m/s), angular velocity w (rad/s), force f (N), torque
 tq (N m), radius r (m), inverse mass invm (1/kg, 0 = fixed), inverse moment of inertia invI
-(1/(kg m^2)), material index mat, grid level, position at the last neighbour build xref (m), and
-per-wall contact history wht (tangential, m) / whr (rolling, N m). Per simulation: ``dom`` (see
-`electrodem.engine.integrate`), the wall table, wall modes/materials, the force on each wall (N), the
-pair-property table and a diagnostics buffer.
+(1/(kg m^2)), material index mat, grid level, position at the last neighbour build xref (m),
+per-wall contact history wht (tangential, m) / whr (rolling, N m; stored only when ``rolling``) and
+``wflag`` (bit k set while the history of wall k may be non-zero, so that particles far from the
+walls never touch their history).
+
+Internal order: the neighbour list re-orders the particles by grid cell at every build (neighbours
+then sit close in memory, as LIGGGHTS' atom sorting does). ``ext[i]`` is the external index (order
+of addition) of the particle stored at internal index i. Every host copy (`particles_to_numpy`,
+`particles_from_numpy`) is in external order, so callers never see the internal one.
+
+Per simulation: ``dom`` (see `electrodem.engine.integrate`), the wall table, wall modes/materials,
+the force on each wall (N), the pair-property table (columns of `electrodem.engine.model` followed
+by the damping coefficients of `TABLE_COLS`) and a diagnostics buffer.
 """
 
 from __future__ import annotations
@@ -19,12 +28,18 @@ from typing import Any
 import numpy as np
 import taichi as ti
 
+from electrodem.engine.model import N_PAIR_PROPS
 from electrodem.engine.walls import MAX_WALLS, N_WALL_COLS
 
 VEC_FIELDS = ("x", "v", "w", "f", "tq")
 SCALAR_FIELDS = ("r", "invm", "invI")
 DOM_SIZE = 11
 N_DIAG = 9
+
+T_CN, T_CT = N_PAIR_PROPS, N_PAIR_PROPS + 1
+"""Extra pair-table columns: eta sqrt(2 E*) and eta sqrt(8 G*) (sqrt(Pa)), so that the contact law
+gets both dashpot coefficients from one square root sqrt(m* a)."""
+TABLE_COLS = N_PAIR_PROPS + 2
 
 
 def round_capacity(n: int) -> int:
@@ -53,28 +68,37 @@ def release(store: Any) -> None:
         _POOL.setdefault((type(store), *store.pool_key), []).append(store)
 
 
+def wall_flags(wht: np.ndarray, whr: np.ndarray) -> np.ndarray:
+    """``wflag`` bits (int32) of (n, MAX_WALLS, 3) wall histories: bit k set where wall k's is non-zero."""
+    nz = np.any(wht != 0, axis=2) | np.any(whr != 0, axis=2)
+    return (nz.astype(np.int64) << np.arange(nz.shape[1])).sum(axis=1).astype(np.int32)
+
+
 @ti.data_oriented
 class ParticleStore:
     """All per-particle and per-simulation fields of capacity ``cap``."""
 
-    def __init__(self, cap: int, n_materials: int, real: Any) -> None:
+    def __init__(self, cap: int, n_materials: int, real: Any, rolling: bool = False) -> None:
         self.cap = cap
         self.real = real
-        self.pool_key = (cap, n_materials, real)
+        self.rolling = bool(rolling)
+        self.pool_key = (cap, n_materials, real, self.rolling)
         fb = ti.FieldsBuilder()
         vec = ti.types.vector(3, real)
-        for name in (*VEC_FIELDS, "xref"):
+        for name in (*VEC_FIELDS, "xref", "tmp_v"):
             setattr(self, name, ti.field(vec))
             fb.dense(ti.i, cap).place(getattr(self, name))
-        for name in SCALAR_FIELDS:
+        for name in (*SCALAR_FIELDS, "tmp_s"):
             setattr(self, name, ti.field(real))
             fb.dense(ti.i, cap).place(getattr(self, name))
-        for name in ("mat", "level", "cell_of", "sorted_ids", "nb_count", "rev_count"):
+        for name in ("mat", "level", "ext", "wflag", "cell_of", "sorted_ids", "nb_count", "rev_count"):
             setattr(self, name, ti.field(ti.i32))
             fb.dense(ti.i, cap).place(getattr(self, name))
         self.wht = ti.field(vec)
         self.whr = ti.field(vec)
-        fb.dense(ti.ij, (cap, MAX_WALLS)).place(self.wht, self.whr)
+        fb.dense(ti.ij, (cap, MAX_WALLS)).place(self.wht)
+        # Rolling history exists only with a rolling model that has one (epsd).
+        fb.dense(ti.ij, (cap if rolling else 1, MAX_WALLS)).place(self.whr)
         self.dom = ti.field(real)
         fb.dense(ti.i, DOM_SIZE).place(self.dom)
         self.walls = ti.field(real)
@@ -85,7 +109,7 @@ class ParticleStore:
         self.wforce = ti.field(vec)
         fb.dense(ti.i, MAX_WALLS).place(self.wforce)
         self.table = ti.field(real)
-        fb.dense(ti.ijk, (n_materials, n_materials, 5)).place(self.table)
+        fb.dense(ti.ijk, (n_materials, n_materials, TABLE_COLS)).place(self.table)
         self.diag = ti.field(real)
         fb.dense(ti.i, N_DIAG).place(self.diag)
         self._tree = fb.finalize()
@@ -94,19 +118,40 @@ class ParticleStore:
         """Free the fields (the store must not be used afterwards)."""
         self._tree.destroy()
 
+    # ------------------------------------------------------------------ order
+    def external_index(self, n: int) -> np.ndarray:
+        """int64 external index of the particles at internal indices 0..n-1."""
+        return self.ext.to_numpy()[:n].astype(np.int64)
+
+    def to_external(self, a: np.ndarray, n: int) -> np.ndarray:
+        """Rows of ``a`` (first axis internal order, length >= n) put in external order."""
+        out = np.empty_like(a[:n])
+        out[self.external_index(n)] = a[:n]
+        return out
+
     # ------------------------------------------------------------------ host copies
     def particles_to_numpy(self, n: int) -> dict[str, np.ndarray]:
-        """float64/int32 copies of the first n particles' arrays, keyed by field name."""
-        out: dict[str, np.ndarray] = {}
+        """float64/int32 copies of the first n particles' arrays in external order, keyed by field name."""
+        ext = self.external_index(n)
+        raw: dict[str, np.ndarray] = {}
         for name in (*VEC_FIELDS, *SCALAR_FIELDS):
-            out[name] = getattr(self, name).to_numpy()[:n].astype(np.float64)
-        out["mat"] = self.mat.to_numpy()[:n].astype(np.int32)
-        out["wht"] = self.wht.to_numpy()[:n].astype(np.float64)
-        out["whr"] = self.whr.to_numpy()[:n].astype(np.float64)
+            raw[name] = getattr(self, name).to_numpy()[:n].astype(np.float64)
+        raw["mat"] = self.mat.to_numpy()[:n].astype(np.int32)
+        raw["wht"] = self.wht.to_numpy()[:n].astype(np.float64)
+        raw["whr"] = (
+            self.whr.to_numpy()[:n].astype(np.float64) if self.rolling else np.zeros((n, MAX_WALLS, 3))
+        )
+        out: dict[str, np.ndarray] = {}
+        for name, a in raw.items():
+            b = np.empty_like(a)
+            b[ext] = a
+            out[name] = b
         return out
 
     def particles_from_numpy(self, data: dict[str, np.ndarray]) -> int:
-        """Load particle arrays (as from `particles_to_numpy`; wall histories optional); returns n."""
+        """Load particle arrays (as from `particles_to_numpy`; wall histories optional); returns n.
+
+        The internal order becomes the external one."""
         n = len(data["r"])
         if n > self.cap:
             raise ValueError(f"{n} particles exceed the store capacity {self.cap}")
@@ -122,10 +167,18 @@ class ParticleStore:
         for name in SCALAR_FIELDS:
             getattr(self, name).from_numpy(padded(data[name], np_real, ()))
         self.mat.from_numpy(padded(data["mat"], np.int32, ()))
+        hist = {}
         for name in ("wht", "whr"):
             arr = data.get(name)
-            arr = np.zeros((n, MAX_WALLS, 3)) if arr is None else arr
-            getattr(self, name).from_numpy(padded(arr, np_real, (MAX_WALLS, 3)))
+            shape = (n, MAX_WALLS, 3)
+            hist[name] = np.zeros(shape) if arr is None else np.asarray(arr).reshape(shape)
+        if not self.rolling:
+            hist["whr"] = np.zeros_like(hist["whr"])
+        self.wht.from_numpy(padded(hist["wht"], np_real, (MAX_WALLS, 3)))
+        if self.rolling:
+            self.whr.from_numpy(padded(hist["whr"], np_real, (MAX_WALLS, 3)))
+        self.wflag.from_numpy(padded(wall_flags(hist["wht"], hist["whr"]), np.int32, ()))
+        self.ext.from_numpy(padded(np.arange(n), np.int32, ()))
         return n
 
     def globals_to_numpy(self) -> dict[str, np.ndarray]:

@@ -6,10 +6,20 @@ sums the force the particles exert on each wall every step, so a wall reports it
 its area, its pressure (Pa). A servo wall moves along its normal at
 ``v = clip(gain * (F_target - F_measured), -v_max, v_max)`` where ``F_measured`` is the compressive
 load on it (force along -normal); that is how a calender plate holds a line load or a pressure.
+
+Choosing the servo gain: the law makes the wall a Maxwell element, a force source F_target in series
+with a dashpot of coefficient 1/gain. In continuous time that is passive, hence stable for any gain;
+against contacts of total stiffness k the force error relaxes as exp(-t/tau) with tau = 1/(k gain).
+The explicit update (the wall speed is set from the previous step's load) turns this into
+e_{n+1} = (1 - k gain dt) e_n: stable for k gain dt < 2, without overshoot for k gain dt < 1. The
+dashpot damps the loaded bed best when tau is about 1/omega of the bed on its contacts,
+sqrt(M/k). `servo_gain_m_per_s_per_N` returns gain = 1 / (k tau) with tau = max(that response time,
+``min_response_steps`` dt), with k from `hertz_stiffness_N_per_m` (an upper bound is the safe side).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -97,3 +107,42 @@ class Wall:
     def mode_code(self) -> int:
         """0 fixed, 1 velocity, 2 servo."""
         return WALL_MODES.index(self.mode)
+
+
+def hertz_stiffness_N_per_m(load_N: float, e_star_Pa: float, r_star_m: float, n_contacts: int = 1) -> float:
+    """Tangent normal stiffness dF/d(delta) (N/m) of ``n_contacts`` Hertz contacts sharing ``load_N``.
+
+    Each carries F = load/n at overlap d = (3F / (4 E* sqrt(R*)))^(2/3) with stiffness 2 E* sqrt(R* d);
+    the total grows as n^(2/3), so counting every contact that can touch the wall bounds it from above.
+    """
+    if not (load_N > 0 and e_star_Pa > 0 and r_star_m > 0 and n_contacts >= 1):
+        raise ConfigError(
+            "hertz_stiffness", (load_N, e_star_Pa, r_star_m, n_contacts), "load, E*, R* > 0 and n >= 1"
+        )
+    f = load_N / n_contacts
+    d = (3.0 * f / (4.0 * e_star_Pa * math.sqrt(r_star_m))) ** (2.0 / 3.0)
+    return n_contacts * 2.0 * e_star_Pa * math.sqrt(r_star_m * d)
+
+
+def servo_gain_m_per_s_per_N(
+    stiffness_N_per_m: float,
+    dt_s: float,
+    response_time_s: float = 0.0,
+    min_response_steps: float = 20.0,
+) -> float:
+    """Servo gain (m/s per N) that relaxes the force error of a wall pressing on contacts of total
+    stiffness ``stiffness_N_per_m`` with time constant tau = max(response_time_s, min_response_steps
+    x dt_s): gain = 1 / (k tau), so k gain dt <= 1 / min_response_steps (stable, no overshoot).
+
+    ``response_time_s`` ~ sqrt(M / k) for a bed of mass M damps the bed's mode on its contacts best.
+    """
+    if not stiffness_N_per_m > 0:
+        raise ConfigError("stiffness_N_per_m", stiffness_N_per_m, "> 0 (N/m)")
+    if not dt_s > 0:
+        raise ConfigError("dt_s", dt_s, "> 0 (s)")
+    if not response_time_s >= 0:
+        raise ConfigError("response_time_s", response_time_s, ">= 0 (s)")
+    if not min_response_steps >= 1:
+        raise ConfigError("min_response_steps", min_response_steps, ">= 1")
+    tau = max(float(response_time_s), float(min_response_steps) * float(dt_s))
+    return 1.0 / (float(stiffness_N_per_m) * tau)

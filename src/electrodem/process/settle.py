@@ -1,21 +1,63 @@
 """Settling: a placed (loose, non-overlapping) microstructure falls under gravity onto the current
-collector (floor wall at z = 0, x and y periodic) until the kinetic energy per particle is small.
+collector (floor wall at z = 0, x and y periodic) until it is at rest.
 
-Real electrode particles are um-sized with GPa moduli: the time step would be ~1e-10 s and settling
-under real gravity would need ~1e7 steps. The settle therefore uses named, logged shortcuts
-(DOMAIN.md §6), every one a field of `SettleParams` and written to the snapshot metadata:
+Real electrode particles are um-sized with GPa moduli and the smallest (CB/binder, 0.4 um) dictates
+the time step: settling under real gravity would take ~1e6 steps. The step therefore uses named,
+logged shortcuts (DOMAIN.md §6), each a field of `SettleParams`, all written to
+``metadata['shortcuts']['settle']`` (the runner copies that into metrics.json):
 
-* ``modulus_scale`` and ``modulus_cap_Pa``: every species' Young's modulus becomes
-  min(E x modulus_scale, modulus_cap_Pa) (softened contacts; the time step grows as E^-1/2).
-  Checked: the largest overlap divided by the smaller radius of the pair must stay below
-  ``max_overlap_ratio`` (1 %), else `SettleError`.
-* ``fines_density_scale`` for particles of radius below ``fines_radius_um``: their density (mass and
-  weight) is multiplied, so that the fines no longer dictate the time step.
-* ``gravity_scale``: gravity is multiplied (shortens the fall; raises the load on contacts).
-* ``background_damping_per_s``: viscous damping -c m v of every particle while settling.
+* **Softened, equalised moduli** (``modulus_scale``, ``modulus_cap_Pa``): E_used = min(E x scale,
+  cap). With automatic gravity the step count does not depend on E (below); the cap (default 1 GPa,
+  the CB modulus) matters because it makes the stiff AM (200 GPa) no stiffer than the CB it presses
+  on, so that the AM contacts do not dictate the time step.
+* **Automatic gravity** (``gravity_scale: auto``): the overlap a fine particle suffers under the
+  column load is Hertzian, d = (3F / (4 E* sqrt(R*)))^(2/3), with F = safety x P x pi R_max^2 / 3:
+  the pressure at the bottom of the bed, P = sum(m g') / area, on the projected area of the largest
+  particle, shared by ~3 supporting contacts (`column_overlap_estimate`). F is proportional to g', so
+  d/r depends on g'/E only. g' is chosen so that the estimated overlap of the smallest particle of
+  each species, pressed by the largest particle (or the collector) with the softest partner
+  modulus, equals ``overlap_target`` x its radius. The settle takes ~ sqrt(2 H / g') / dt steps with
+  dt ~ r_min sqrt(rho/E): independent of E.
+* **Fall at a higher gravity, then relax** (``fall_overlap_target``): the bed falls and comes to rest
+  at the gravity whose estimated overlap is ``fall_overlap_target`` (1.5 %: ~1.8x faster than at the
+  final gravity; transient impact overlaps reach a few %, the guard stops the run above 10 %). The
+  static overlap is then measured; where it exceeds ``overlap_target`` the gravity is lowered by the
+  Hertz scaling d ~ g^(2/3) (times 0.9) and the bed relaxes again at rest (contacts spring back,
+  all loads scale down), at most three times. The gravity
+  the bed ends at is ``settling_gravity_m_per_s2`` in the report. The estimate is meant as an upper
+  bound: measured overlaps lie from about equal to it (fines wedged between AM particles) to 6x below
+  it (AM resting on a carpet of fines); the measured overlap, not the estimate, sets the final gravity.
+* **Mass-scaled fines** (``fines_density_scale`` for radii below ``fines_radius_um``): their
+  density, hence mass and weight, is multiplied, so they fall at the same acceleration and their
+  contact oscillation (the time step) slows by sqrt(scale). Their weight is not negligible: it counts
+  in P above, so g' is lowered accordingly (with CB/binder at ~4 wt%, a scale of 100 makes the fines
+  ~4x heavier than the AM; the gain in dt still outweighs that up to a scale of a few hundred, where
+  the smallest AM particle takes over the time step). The fraction of the weight the scaled fines
+  carry is reported (``fines_weight_fraction_scaled``).
+* **Background damping** -c m v (``damping_ratio``): c = 2 damping_ratio / t_fall with
+  t_fall = sqrt(2 H0 / g_fall) the free-fall time of the top of the loose bed; damping_ratio = 0.5
+  damps the fall lightly (the bed collapses in about 1.5 fall times) and brings the collapsed bed to
+  rest within a few more. ``background_damping_per_s`` overrides it.
+* **A larger time step** than the usual 0.2 Rayleigh times (``rayleigh_fraction`` 0.35,
+  ``steps_per_contact`` 5): at overlaps below ~1 % a single Hertz contact oscillates at ~1.3 /
+  t_Rayleigh, but in a dense packing the fastest collective (network) modes are several times faster
+  (tangential modes of a light particle with ~6-10 contacts); velocity Verlet turns unstable at
+  omega dt = 2. Measured: 0.5 t_Rayleigh leaves a bounded period-2 "buzz" in beds with ~0.7 %
+  overlaps (caught by the unbalanced-force test below: such a bed never converges), 0.4 settles
+  cleanly; 0.35 keeps a margin for the transient overlaps of the fall.
 
-Convergence: the mean kinetic energy per particle falls below ``ke_threshold_ratio`` times the mean
-of m g' d (the energy to lift a particle by its own diameter under the settling gravity g').
+Convergence (checked every ``check_every_steps`` once the top of the bed had time to fall): the
+kinetic energy is below ``ke_threshold_ratio`` x sum(m g d) (the energy to lift every particle by its
+own diameter) and the unbalanced-force ratio mean|F_contact + m g| / mean|m g| (contact forces and
+weight, the background damping excluded: damping cannot fake equilibrium) is below
+``unbalanced_force_tolerance``; both leave out the ``max_moving_fraction`` (1 %) most energetic
+particles. Those are fines still raining down through the pores of the AM skeleton: without cohesion,
+fines 10-50x smaller than the AM percolate to the collector (a real effect of dry non-cohesive
+mixtures, slow to finish); the report counts the particles still moving (``moving_particles``).
+
+The bed top (``metadata['top_z_m']``, used by the analysis for thickness and porosity) is the height
+above which the solid-fraction profile, smoothed over the volume-weighted mean particle radius, stays
+below half its bulk value (`bed_packing`).
 """
 
 from __future__ import annotations
@@ -33,6 +75,8 @@ from electrodem.io.snapshot import Microstructure
 
 ROLLING_MODELS = ("none", "constant", "epsd")
 _OVERRIDE_KEYS = ("friction", "restitution", "rolling_friction")
+SUPPORTING_CONTACTS = 3.0
+"""Contacts that share the column load under one particle (a sphere resting in a pocket)."""
 
 
 class SettleError(RuntimeError):
@@ -49,22 +93,30 @@ class SettleParams:
     rolling_model : ``epsd`` (elastic–plastic spring-dashpot), ``constant`` or ``none``.
     species_overrides : {species name: {friction|restitution|rolling_friction: value}}.
     gravity_m_per_s2 : magnitude of real gravity (along -z).
-    gravity_scale : shortcut factor on gravity (1 = real).
+    gravity_scale : shortcut factor on gravity (one gravity throughout), or ``auto``: fall at the
+        gravity of ``fall_overlap_target``, end at rest with the measured overlap <= ``overlap_target``
+        (see module doc).
+    overlap_target : largest static overlap / radius wanted at the end (measured; with a numeric
+        gravity_scale only reported against).
+    fall_overlap_target : estimated overlap / radius at the fall gravity (auto gravity only); null
+        falls at the estimate-based gravity of ``overlap_target``.
+    load_safety_factor : factor (>= 1) on the estimated column load per contact (force chains carry
+        more than the mean).
     modulus_scale : shortcut factor on every Young's modulus (softened contacts).
     modulus_cap_Pa : shortcut: no species is stiffer than this after scaling (Pa); ``None`` = no cap.
-        The used modulus is min(E x modulus_scale, modulus_cap_Pa): moduli of electrode phases span
-        200 GPa (NMC) to 1 GPa (CB), and a uniform factor leaves the stiffest one dictating dt.
     fines_radius_um : particles with a radius below this (um) count as fines.
-    fines_density_scale : shortcut factor on the density of the fines (1 = real).
-    background_damping_per_s : viscous damping rate during settling (1/s); ``None`` picks
-        2 sqrt(g'/H0) with H0 the initial bed height (a fall is damped within about its own time).
-    ke_threshold_ratio : converged when mean KE per particle < ratio x mean(m g' d).
+    fines_density_scale : shortcut factor on the density (mass and weight) of the fines (1 = real).
+    damping_ratio : background damping c = 2 damping_ratio / t_fall (1/s), t_fall = sqrt(2 H0 / g_fall).
+    background_damping_per_s : explicit background damping rate (1/s); ``None`` uses damping_ratio.
+    ke_threshold_ratio : at rest when the kinetic energy < ratio x sum(m g d) ...
+    unbalanced_force_tolerance : ... and mean|F_contact + m g| / mean|m g| < this ...
+    max_moving_fraction : ... both without this fraction of the most energetic particles.
     max_steps : give up (converged = False in the report) after this many steps.
-    check_every_steps : how often convergence is tested.
-    rayleigh_fraction : time step as a fraction of the Rayleigh time of the softened particles.
+    check_every_steps : how often convergence is tested (steps).
+    rayleigh_fraction : time step as a fraction of the Rayleigh time of the softened, scaled particles.
     steps_per_contact : time steps per Hertz collision at the settling impact speed (the other
         time-step criterion; the smaller dt wins).
-    max_overlap_ratio : allowed max overlap / smaller radius at the end (checked).
+    max_overlap_ratio : allowed max overlap / smaller radius at the end (checked, else `SettleError`).
     """
 
     friction: float = 0.5
@@ -73,17 +125,23 @@ class SettleParams:
     rolling_model: str = "epsd"
     species_overrides: dict[str, dict[str, float]] = field(default_factory=dict)
     gravity_m_per_s2: float = 9.81
-    gravity_scale: float = 1.0
+    gravity_scale: float | str = "auto"
+    overlap_target: float = 0.005
+    fall_overlap_target: float | None = 0.015
+    load_safety_factor: float = 1.5
     modulus_scale: float = 1.0
-    modulus_cap_Pa: float | None = 1.0e7
+    modulus_cap_Pa: float | None = 1.0e9
     fines_radius_um: float = 1.5
-    fines_density_scale: float = 10.0
+    fines_density_scale: float = 100.0
+    damping_ratio: float = 0.5
     background_damping_per_s: float | None = None
     ke_threshold_ratio: float = 1e-4
-    max_steps: int = 200_000
+    unbalanced_force_tolerance: float = 0.05
+    max_moving_fraction: float = 0.01
+    max_steps: int = 400_000
     check_every_steps: int = 500
-    rayleigh_fraction: float = 0.2
-    steps_per_contact: float = 20.0
+    rayleigh_fraction: float = 0.35
+    steps_per_contact: float = 5.0
     max_overlap_ratio: float = 0.01
 
     def __post_init__(self) -> None:
@@ -102,20 +160,30 @@ class SettleParams:
         req(num("rolling_friction") >= 0, "rolling_friction", ">= 0")
         req(self.rolling_model in ROLLING_MODELS, "rolling_model", f"one of {ROLLING_MODELS}")
         req(num("gravity_m_per_s2") > 0, "gravity_m_per_s2", "> 0 (m/s^2)")
-        req(num("gravity_scale") > 0, "gravity_scale", "> 0")
+        if self.gravity_scale != "auto":
+            v = self.gravity_scale
+            ok = not isinstance(v, bool) and isinstance(v, (int, float)) and math.isfinite(v) and v > 0
+            req(ok, "gravity_scale", "'auto' or a number > 0")
+        req(0 < num("overlap_target") <= 0.01, "overlap_target", "in (0, 0.01] (fraction of the radius)")
+        if self.fall_overlap_target is not None:
+            req(0 < num("fall_overlap_target") <= 0.1, "fall_overlap_target", "null or in (0, 0.1]")
+        req(num("load_safety_factor") >= 1, "load_safety_factor", ">= 1")
         req(0 < num("modulus_scale") <= 1, "modulus_scale", "in (0, 1] (1 = real moduli)")
         if self.modulus_cap_Pa is not None:
             req(num("modulus_cap_Pa") > 0, "modulus_cap_Pa", "null or > 0 (Pa)")
         req(num("fines_radius_um") >= 0, "fines_radius_um", ">= 0 (um)")
         req(num("fines_density_scale") >= 1, "fines_density_scale", ">= 1")
+        req(num("damping_ratio") > 0, "damping_ratio", "> 0")
         if self.background_damping_per_s is not None:
             req(num("background_damping_per_s") >= 0, "background_damping_per_s", "null or >= 0 (1/s)")
-        req(num("ke_threshold_ratio") > 0, "ke_threshold_ratio", "> 0")
+        req(0 < num("ke_threshold_ratio") < 1, "ke_threshold_ratio", "in (0, 1)")
+        req(num("unbalanced_force_tolerance") > 0, "unbalanced_force_tolerance", "> 0")
+        req(0 <= num("max_moving_fraction") < 0.1, "max_moving_fraction", "in [0, 0.1)")
         for key in ("max_steps", "check_every_steps"):
             v = getattr(self, key)
             req(isinstance(v, int) and not isinstance(v, bool) and v >= 1, key, "an integer >= 1")
         req(0 < num("rayleigh_fraction") <= 0.5, "rayleigh_fraction", "in (0, 0.5]")
-        req(num("steps_per_contact") >= 10, "steps_per_contact", ">= 10")
+        req(num("steps_per_contact") >= 5, "steps_per_contact", ">= 5")
         req(0 < num("max_overlap_ratio") < 0.2, "max_overlap_ratio", "in (0, 0.2)")
         if not isinstance(self.species_overrides, dict):
             raise ConfigError(
@@ -191,6 +259,46 @@ def _materials(micro: Microstructure, p: SettleParams) -> list[Any]:
     return mats
 
 
+def _e_star_Pa(a: Any, b: Any) -> float:
+    """Effective modulus E* of two materials (Pa)."""
+    return 1.0 / (
+        (1 - a.poisson_ratio**2) / a.youngs_modulus_Pa + (1 - b.poisson_ratio**2) / b.youngs_modulus_Pa
+    )
+
+
+def column_overlap_estimate(
+    radii_m: np.ndarray,
+    species_id: np.ndarray,
+    masses_kg: np.ndarray,
+    area_m2: float,
+    materials: list[Any],
+    gravity_m_per_s2: float,
+    load_safety_factor: float,
+) -> tuple[float, dict[str, Any]]:
+    """Estimated largest static overlap / radius of the smallest particles under the column load.
+
+    F = safety x P x pi R_max^2 / 3 with P = sum(m) g / area; for the smallest particle of every
+    species, pressed by the largest particle (R* = r R_max / (r + R_max)) with the softest partner
+    modulus among all species, or by the collector (last material, R* = r):
+    d = (3 F / (4 E* sqrt(R*)))^(2/3). Returns (max d / r, details: pressure_Pa, force_N, species).
+    """
+    pressure = float(np.sum(masses_kg)) * gravity_m_per_s2 / area_m2
+    r_max = float(radii_m.max())
+    force = load_safety_factor * pressure * math.pi * r_max**2 / SUPPORTING_CONTACTS
+    worst, worst_name = 0.0, ""
+    wall = materials[-1]
+    for k in np.unique(species_id):
+        r = float(radii_m[species_id == k].min())
+        mk = materials[int(k)]
+        cases = [(_e_star_Pa(mk, mj), r * r_max / (r + r_max)) for mj in materials[:-1]]
+        cases.append((_e_star_Pa(mk, wall), r))
+        for e_star, r_star in cases:
+            d = (3.0 * force / (4.0 * e_star * math.sqrt(r_star))) ** (2.0 / 3.0)
+            if d / r > worst:
+                worst, worst_name = d / r, mk.name
+    return worst, {"pressure_Pa": pressure, "force_N": force, "species": worst_name}
+
+
 def bed_profile(
     z_m: np.ndarray, r_m: np.ndarray, area_m2: float, dz_m: float
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -214,18 +322,23 @@ def bed_profile(
 def bed_packing(z_m: np.ndarray, r_m: np.ndarray, area_m2: float) -> tuple[float, float]:
     """(packing fraction of the bed, bed top height (m)).
 
-    The solid-fraction profile is taken in slabs one smallest diameter thick; the bulk fraction is
-    the median of the slabs between 20 % and 80 % of the top particle surface; the bed top is the
-    highest slab whose fraction is still above half of that bulk value; the packing fraction is the
-    solid volume below the top over area x top.
+    The solid-fraction profile is taken in slabs one smallest radius thick and smoothed with a
+    running mean over the volume-weighted mean radius (sum r^4 / sum r^3), the scale of the surface
+    roughness. The bulk fraction is the solid volume between the heights below which 20 % and 70 %
+    of the solid lies, divided by that slab's volume (robust to the looser layer at the collector
+    and to stray particles on top). The bed top is the height above which the smoothed profile stays
+    below half the bulk value; the packing fraction is the solid volume below the top over
+    area x top.
     """
-    dz = 2.0 * float(r_m.min())
+    dz = float(r_m.min())
     z0, prof = bed_profile(z_m, r_m, area_m2, dz)
-    top_surface = z0[-1] + dz
-    mid = (z0 >= 0.2 * top_surface) & (z0 <= 0.8 * top_surface)
-    bulk = float(np.median(prof[mid])) if np.any(mid) else float(prof.mean())
-    above = np.nonzero(prof > 0.5 * bulk)[0]
-    top = float(z0[above[-1]] + dz) if len(above) else top_surface
+    width = max(1, int(round(float(np.sum(r_m**4) / np.sum(r_m**3)) / dz)))
+    smooth = np.convolve(prof, np.ones(width) / width, mode="same")
+    cum = np.cumsum(prof) * dz
+    lo, hi = np.searchsorted(cum, [0.2 * cum[-1], 0.7 * cum[-1]])
+    bulk = float((cum[hi] - cum[lo]) / ((hi - lo) * dz)) if hi > lo else float(prof.mean())
+    above = np.nonzero(smooth >= 0.5 * bulk)[0]
+    top = float(z0[above[-1]] + dz) if len(above) else float(z0[-1] + dz)
     phi = float(np.sum(prof[z0 < top]) * dz / top)
     return phi, top
 
@@ -240,11 +353,13 @@ def settle(
 ) -> tuple[Microstructure, dict[str, Any]]:
     """Settle ``micro`` under gravity onto the current collector; returns (settled copy, report).
 
-    The report holds steps, simulated time (s), dt (s), packing fraction of the bed, mean coordination
-    number (contacts per particle), max overlap / smaller radius, kinetic energy (J), convergence
-    flag and the shortcuts used; the same goes into ``metadata["settle"]``.
+    The report holds steps, simulated time (s), dt (s), wall time (s), packing fraction and top of
+    the bed, mean coordination number (contacts per particle), max overlap / smaller radius, final
+    kinetic-to-lift energy and unbalanced-force ratios, convergence flag and the shortcuts used. The
+    snapshot gets ``metadata['settle']`` (report, parameters, engine description),
+    ``metadata['top_z_m']`` and ``metadata['shortcuts']['settle']``.
     """
-    from electrodem.engine import ContactModel, Simulation, Wall, init
+    from electrodem.engine import ContactModel, Simulation, SimulationError, Wall, init
 
     if not isinstance(params, SettleParams):
         raise ConfigError("settle", type(params).__name__, "a SettleParams")
@@ -259,15 +374,35 @@ def settle(
             "settle.microstructure.positions_m", "z - r < 0", "every particle above the CC (z >= r)"
         )
     init(options)
-    g = params.gravity_m_per_s2 * params.gravity_scale
     mats = _materials(micro, params)
     fines = micro.radii_m < params.fines_radius_um * 1e-6
-    dens = micro.densities_kg_per_m3 * np.where(fines, params.fines_density_scale, 1.0)
-    masses = micro.volumes_m3 * dens
+    masses = micro.volumes_m3 * micro.densities_kg_per_m3 * np.where(fines, params.fines_density_scale, 1.0)
+    area = float(micro.box_m[0] * micro.box_m[1])
+    sid = micro.species_id.astype(int)
+
+    def estimate(g_m_per_s2: float) -> tuple[float, dict[str, Any]]:
+        return column_overlap_estimate(
+            micro.radii_m, sid, masses, area, mats, g_m_per_s2, params.load_safety_factor
+        )
+
+    # The estimated overlap grows as g^(2/3): invert it from its value at 1 m/s^2.
+    ratio_1, _ = estimate(1.0)
+    if params.gravity_scale == "auto":
+        g = (params.overlap_target / ratio_1) ** 1.5
+    else:
+        g = params.gravity_m_per_s2 * float(params.gravity_scale)
+    g_fall = g
+    if params.fall_overlap_target is not None and params.gravity_scale == "auto":
+        g_fall = max(g, (params.fall_overlap_target / ratio_1) ** 1.5)
+    est_ratio, est = estimate(g)
     h0 = float(np.max(micro.positions_m[:, 2] + micro.radii_m))
+    t_fall = math.sqrt(2.0 * h0 / g_fall)
     damping = params.background_damping_per_s
     if damping is None:
-        damping = 2.0 * math.sqrt(g / h0)
+        damping = 2.0 * params.damping_ratio / t_fall
+    impact = math.sqrt(2.0 * g_fall * h0)
+    if damping > 0:
+        impact = min(impact, g_fall / damping)
     contact = ContactModel(rolling=params.rolling_model if params.rolling_friction > 0 else "none")
     sim = Simulation(
         mats,
@@ -275,82 +410,151 @@ def settle(
         periodic=micro.periodic,
         contact=contact,
         walls=[Wall((0.0, 0.0, 0.0), (0.0, 0.0, 1.0), "current_collector", name="current_collector")],
-        gravity_m_per_s2=(0.0, 0.0, -g),
+        gravity_m_per_s2=(0.0, 0.0, -g_fall),
         rayleigh_fraction=params.rayleigh_fraction,
         steps_per_contact=params.steps_per_contact,
-        impact_speed_m_per_s=math.sqrt(2.0 * g * h0),
+        impact_speed_m_per_s=impact,
         background_damping_per_s=damping,
         options=options,
     )
-    scalings = {
+    sim.add_particles(
+        micro.positions_m,
+        micro.radii_m,
+        sid,
+        masses_kg=masses,
+        velocities_m_per_s=micro.velocities_m_per_s,
+    )
+    weight_fines = float(masses[fines].sum() / masses.sum())
+    shortcuts: dict[str, Any] = {
+        "gravity_auto": params.gravity_scale == "auto",
+        "gravity_for_overlap_target_m_per_s2": g,
+        "fall_gravity_m_per_s2": g_fall,
+        "overlap_target": params.overlap_target,
+        "fall_overlap_target": params.fall_overlap_target,
+        "load_safety_factor": params.load_safety_factor,
+        "estimated_max_overlap_ratio": est_ratio,
+        "estimated_column_pressure_Pa": est["pressure_Pa"],
+        "estimated_contact_force_N": est["force_N"],
         "modulus_scale": params.modulus_scale,
         "modulus_cap_Pa": params.modulus_cap_Pa,
         "modulus_factor_by_species": {
             s.name: used_modulus_Pa(s.youngs_modulus_Pa, params) / s.youngs_modulus_Pa for s in micro.species
         },
-        "gravity_scale": params.gravity_scale,
         "fines_radius_um": params.fines_radius_um,
         "fines_density_scale": params.fines_density_scale,
         "fines_count": int(fines.sum()),
+        "fines_weight_fraction_scaled": weight_fines,
         "background_damping_per_s": damping,
+        "damping_ratio": params.damping_ratio if params.background_damping_per_s is None else None,
+        "rayleigh_fraction": params.rayleigh_fraction,
+        "steps_per_contact": params.steps_per_contact,
     }
-    sim.scalings.update(scalings)
-    sim.add_particles(
-        micro.positions_m,
-        micro.radii_m,
-        micro.species_id.astype(int),
-        masses_kg=masses,
-        velocities_m_per_s=micro.velocities_m_per_s,
-    )
-    lift = float(np.mean(masses * g * 2.0 * micro.radii_m))
-    threshold_J = params.ke_threshold_ratio * lift
+    sim.scalings.update(shortcuts)
 
-    # Before the top particles had time to fall the bed height, a low kinetic energy means "not yet
-    # moving", not "settled".
-    t_fall = math.sqrt(2.0 * h0 / g)
+    n_free = int(params.max_moving_fraction * micro.n)
+    inertia = 0.4 * masses * micro.radii_m**2
+
+    def balance(s: Any) -> tuple[float, float, int]:
+        """(kinetic / lift energy, unbalanced-force ratio, particles still moving) at the current
+        gravity, the two ratios without the ``n_free`` most energetic particles."""
+        st = s.state()
+        gz = float(-s.gravity[2])
+        lift = masses * gz * 2.0 * micro.radii_m
+        v, w = st["velocities_m_per_s"], st["angular_velocities_rad_per_s"]
+        ke = 0.5 * masses * np.einsum("ij,ij->i", v, v) + 0.5 * inertia * np.einsum("ij,ij->i", w, w)
+        keep = np.argsort(ke)[: micro.n - n_free]
+        f_static = st["forces_N"] + damping * masses[:, None] * v
+        unb = float(np.mean(np.linalg.norm(f_static[keep], axis=1)) / np.mean(masses[keep] * gz))
+        moving = int(np.count_nonzero(ke > params.ke_threshold_ratio * lift))
+        return float(ke[keep].sum() / lift.sum()), unb, moving
+
+    t_min = [t_fall]
 
     def calm(s: Any) -> bool:
-        return s.time_s >= t_fall and s.diagnostics()["kinetic_energy_J"] / s.n < threshold_J
+        # Before the top of the bed had time to fall, a low kinetic energy means "not yet moving".
+        if s.time_s < t_min[0]:
+            return False
+        ke, unb, _ = balance(s)
+        return ke < params.ke_threshold_ratio and unb < params.unbalanced_force_tolerance
 
-    res = sim.run(
-        steps=params.max_steps,
-        until=calm,
-        every=params.check_every_steps,
-        progress=progress,
-        checkpoint_path=checkpoint_path,
-    )
+    budget = params.max_steps
+
+    def run(n_steps: int) -> Any:
+        try:
+            return sim.run(
+                steps=n_steps,
+                until=calm,
+                every=params.check_every_steps,
+                progress=progress,
+                checkpoint_path=checkpoint_path,
+            )
+        except SimulationError as e:
+            hint = (
+                f"; settling at g = {float(-sim.gravity[2]):.4g} m/s^2: lower settle.fall_overlap_target "
+                f"(now {params.fall_overlap_target}) or raise settle.damping_ratio (now "
+                f"{params.damping_ratio}) for gentler impacts"
+            )
+            raise SimulationError(e.diagnosis + hint, e.step, e.checkpoint_path) from e
+
+    res = run(budget)
+    steps, wall, phases = res.steps, res.wall_time_s, [{"gravity_m_per_s2": g_fall, "steps": res.steps}]
     converged = res.stopped_by == "until"
+    g_final = g_fall
+    for _ in range(3):
+        measured = float(sim.diagnostics()["max_overlap_ratio"])
+        if measured <= params.overlap_target or g_fall == g or steps >= budget:
+            break
+        # Static Hertz overlaps scale as g^(2/3); 0.9 covers the rearrangement while unloading. All
+        # loads drop, the contacts spring back, and the bed comes to rest again at the lower gravity.
+        g_final *= 0.9 * (params.overlap_target / measured) ** 1.5
+        sim.set_gravity((0.0, 0.0, -g_final))
+        t_min[0] = sim.time_s + params.check_every_steps * sim.dt_s
+        res = run(budget - steps)
+        steps, wall = steps + res.steps, wall + res.wall_time_s
+        phases.append({"gravity_m_per_s2": g_final, "steps": res.steps})
+        converged = res.stopped_by == "until"
+    ke_ratio, unbalanced, moving = balance(sim)
     diag = sim.diagnostics()
     st = sim.state()
     contacts = sim.contacts()
     pos = st["positions_m"]
-    area = float(micro.box_m[0] * micro.box_m[1])
     phi, top = bed_packing(pos[:, 2], st["radii_m"], area)
+    shortcuts["dt_s"] = float(sim.dt_s)
+    shortcuts["settling_gravity_m_per_s2"] = g_final
+    shortcuts["gravity_scale"] = g_final / params.gravity_m_per_s2
     report: dict[str, Any] = {
-        "steps": int(res.steps),
-        "simulated_time_s": float(res.time_s),
+        "steps": int(steps),
+        "phases": phases,
+        "simulated_time_s": float(sim.time_s),
         "dt_s": float(sim.dt_s),
         "time_step_rule": sim.time_step_report.rule if sim.time_step_report else "unknown",
-        "wall_time_s": float(res.wall_time_s),
+        "wall_time_s": float(wall),
+        "fall_time_s": t_fall,
         "packing_fraction": phi,
         "bed_top_z_m": top,
         "mean_coordination_number": 2.0 * len(contacts.i) / micro.n,
         "max_overlap_ratio": float(diag["max_overlap_ratio"]),
+        "estimated_max_overlap_ratio": est_ratio,
+        "estimated_max_overlap_ratio_final_gravity": estimate(g_final)[0],
+        "settling_gravity_m_per_s2": g_final,
+        "kinetic_to_lift_energy_ratio": ke_ratio,
+        "unbalanced_force_ratio": unbalanced,
+        "moving_particles": moving,
         "kinetic_energy_per_particle_J": diag["kinetic_energy_J"] / micro.n,
-        "ke_threshold_per_particle_J": threshold_J,
         "current_collector_pressure_Pa": float(sim.wall_state()[0]["pressure_Pa"]),
+        "weight_pressure_Pa": estimate(g_final)[1]["pressure_Pa"],
         "converged": bool(converged),
-        "scalings": scalings,
+        "shortcuts": shortcuts,
         "n_particles": int(micro.n),
     }
     if report["max_overlap_ratio"] > params.max_overlap_ratio:
         raise SettleError(
             f"max overlap / radius = {report['max_overlap_ratio']:.3g} exceeds settle.max_overlap_ratio = "
-            f"{params.max_overlap_ratio}: raise settle.modulus_cap_Pa (now {params.modulus_cap_Pa}) / "
-            "settle.modulus_scale or lower "
-            f"settle.gravity_scale / settle.fines_density_scale"
+            f"{params.max_overlap_ratio} (the column-load estimate gave {est_ratio:.3g}): lower "
+            f"settle.overlap_target (now {params.overlap_target}) or settle.gravity_scale, or raise "
+            f"settle.load_safety_factor (now {params.load_safety_factor})"
         )
-    # Reorder nothing: the engine keeps particle order, so ids and species carry over as they are.
+    # The engine keeps particle order, so ids and species carry over as they are.
     out = micro.with_(
         positions_m=pos,
         velocities_m_per_s=st["velocities_m_per_s"],
@@ -358,6 +562,8 @@ def settle(
         time_s=micro.time_s + float(res.time_s),
         metadata={
             "stage": "settled",
+            "top_z_m": top,
+            "shortcuts": {**micro.metadata.get("shortcuts", {}), "settle": shortcuts},
             "settle": {**report, "params": asdict(params), "engine": sim.describe()},
         },
     )
