@@ -51,7 +51,7 @@ BAD = [
     (["seed=-1"], "seed", "non-negative"),
     (["output.vtu=maybe"], "output.vtu", "true or false"),
     (["rve.box_x_um=2000", "rve.box_y_um=2000"], "rve.max_particles", "raise rve.max_particles"),
-    (["rve.box_x_um=30"], "rve.box_x_um", "twice the largest particle diameter"),
+    (["rve.box_x_um=30", "route=place_settle"], "rve.box_x_um", "twice the largest particle diameter"),
 ]
 
 
