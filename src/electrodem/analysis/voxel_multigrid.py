@@ -564,6 +564,8 @@ def pcg(
                 next_check = relres * tol / err
             z = precondition(r)
             rz_new = float(np.dot(r, z))
+            if rz == 0.0 or not math.isfinite(rz_new):
+                break  # CG breakdown: stop and let the caller report converged=False, never divide by 0
             beta = rz_new / rz
             rz = rz_new
             p *= b.dtype.type(beta)
