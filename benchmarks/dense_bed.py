@@ -146,6 +146,15 @@ def _field_bytes_of(obj, name: str) -> int:
     return _field_bytes(one)
 
 
+def _rss_now_mb() -> float | None:
+    """Resident memory now (MB; the peak also holds transient copies made while building the bed)."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def _cpu_s() -> float:
     ru = resource.getrusage(resource.RUSAGE_SELF)
     return ru.ru_utime + ru.ru_stime
@@ -368,6 +377,7 @@ def main(argv: list[str] | None = None) -> None:
         a.save_bed,
     )
     res["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    res["rss_end_mb"] = _rss_now_mb()
     print(json.dumps({k: v for k, v in res.items()}), flush=True)
     if not a.no_liggghts:
         ref = _load_ref()

@@ -46,6 +46,7 @@ def capture(sim: Any) -> dict[str, Any]:
         "walls": glob["walls"].astype(np.float64),
         "wforce": glob["wforce"].astype(np.float64),
         "hist": hist,
+        "extensions": {e.name: e.state_dict() for e in sim.extensions},
     }
 
 
@@ -70,6 +71,9 @@ def write_checkpoint(data: dict[str, Any], path: Path) -> Path:
         arrays[f"p_{k}"] = v
     for k, v in data["hist"].items():
         arrays[f"h_{k}"] = v
+    for name, state in data.get("extensions", {}).items():
+        for k, v in state.items():
+            arrays[f"x_{name}__{k}"] = np.asarray(v)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp.npz")
     np.savez(tmp, **arrays)
@@ -132,6 +136,13 @@ def read_checkpoint(cls: Any, path: Path, options: Any = None) -> Any:
     np_real = sim.np_real
     st.walls.from_numpy(data["walls"].astype(np_real))
     st.wforce.from_numpy(data["wforce"].astype(np_real))
+    from electrodem.engine.extensions import restore
+
+    for e in m.get("extensions", []):
+        ext = restore(e["class"], e["params"])
+        sim.add_extension(ext)
+        pre = f"x_{e['name']}__"
+        ext.load_state_dict({k[len(pre) :]: data[k] for k in data if k.startswith(pre)})
     sim._next_id = int(data["next_id"])
     sim.step = int(data["step"])
     sim.time_s = float(data["time_s"])

@@ -284,9 +284,9 @@ def step(
         vi = s.v[i]
         wi = s.w[i]
         if finish_prev:
+            # The completed force is only needed for this kick: the force loop below (or `forces`
+            # after a rebuild) overwrites s.f and s.tq, so they are not stored.
             fi, ti_ = _gather(i, s, p)
-            s.f[i] = fi
-            s.tq[i] = ti_
             vi += 0.5 * dt * im_i * fi
             wi += 0.5 * dt * iI_i * ti_
         vi = vi + 0.5 * dt * im_i * fi

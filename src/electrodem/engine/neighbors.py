@@ -3,9 +3,9 @@
 Particles are put in levels by radius (level k holds radii in [r_min 2^k, r_min 2^(k+1)); empty levels
 are dropped); each level has its own cell grid of cell size >= 2 r_max(level) + skin, filled by a
 counting sort (count per cell, prefix sum, scatter, then a sort inside each cell by index so the
-result is deterministic). The particles are then re-ordered in that cell order (see
-`electrodem.engine.state`): the particles of one cell are a contiguous index range, and the
-particles a force loop visits together sit together in memory. A particle searches the 27 cells
+result is deterministic). The particles are then re-ordered in that cell order (`permute_particles`):
+the particles of one cell are a contiguous index range, and the particles a force loop visits
+together sit together in memory, as LIGGGHTS' atom sorting does. A particle searches the 27 cells
 around it in its own level and in every coarser level, never in finer ones, so a 10 um sphere never
 scans the 0.2 um grid: every pair is found exactly once, by its smaller member (by index inside one
 level). That gives a half list (CSR by owner) that the force kernel walks once per pair, plus a
@@ -17,8 +17,10 @@ so the cells around a particle span the fewest indices.
 
 The list holds every pair closer than r_i + r_j + skin and is rebuilt when some particle has moved
 more than skin/2 since the last build. Per-pair tangential and rolling history is carried over from
-the previous list at each rebuild (looked up by pair, in either ownership order, and negated when
-the owner changed), so it survives rebuilds, re-ordering and particle additions.
+the previous list at each rebuild (the old pairs with non-zero history are found in the new list, in
+either ownership order, negated when the owner changed), so it survives rebuilds, re-ordering and
+particle additions. Every index the host sees is external (order of addition): the ``ext`` field of
+the particle store maps internal indices to it.
 """
 
 import math
@@ -336,6 +338,8 @@ def permute_particles(s: ti.template(), n: ti.i32, nw: ti.i32):
         _permute_column(s.wht, wk, s.tmp_v, s.sorted_ids, m)
         if ti.static(s.rolling):
             _permute_column(s.whr, wk, s.tmp_v, s.sorted_ids, m)
+    for t in range(n):
+        s.intern[s.ext[t]] = t
 
 
 @ti.func

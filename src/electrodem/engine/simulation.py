@@ -21,6 +21,7 @@ import numpy as np
 
 from electrodem.config import ConfigError
 from electrodem.engine import arch
+from electrodem.engine.extensions import Extension, class_path
 from electrodem.engine.model import ContactModel, Material, MaterialTable, PairOverride
 from electrodem.engine.walls import MAX_WALLS, N_WALL_COLS, W_PX, W_VX, Wall
 
@@ -188,6 +189,8 @@ class Simulation:
         self._wall_work_J = 0.0
         self._energy_ref: float | None = None
         self._last_good: dict[str, Any] | None = None
+        self.extensions: list[Extension] = []
+        """Force extensions (bonds, tools...) in the order they add their forces."""
         self._alloc_store(64)
 
     # ------------------------------------------------------------------ storage
@@ -373,6 +376,35 @@ class Simulation:
     def _skin(self, radii: np.ndarray) -> float:
         return float(self._skin_user) if self._skin_user is not None else 0.5 * float(radii.min())
 
+    # ------------------------------------------------------------------ extensions
+    def add_extension(self, ext: Extension) -> Extension:
+        """Add a force extension (see `electrodem.engine.extensions`); returns it."""
+        self._check_alive()
+        if not isinstance(ext, Extension):
+            raise ConfigError("extension", type(ext).__name__, "an electrodem.engine.extensions.Extension")
+        if any(e.name == ext.name for e in self.extensions):
+            raise ConfigError(
+                "extension.name", ext.name, f"a name not in {[e.name for e in self.extensions]}"
+            )
+        ext.attach(self)
+        self.extensions.append(ext)
+        self._forces_valid = False
+        self._energy_ref = None
+        if self._dt_fixed is None:
+            self.time_step_report = None
+        return ext
+
+    def extension(self, name: str) -> Extension:
+        """The extension called ``name``."""
+        for e in self.extensions:
+            if e.name == name:
+                return e
+        raise ConfigError("extension", name, f"one of {[e.name for e in self.extensions]}")
+
+    def _extension_forces(self, time_s: float, dt_s: float) -> None:
+        for e in self.extensions:
+            e.add_forces(self, time_s, dt_s)
+
     # ------------------------------------------------------------------ time step
     def _choose_dt(self) -> None:
         from electrodem.engine.integrate import hertz_contact_time_s, rayleigh_time_s
@@ -411,15 +443,27 @@ class Simulation:
         k = int(np.argmin(mass))
         e_max = float(table[mat[mobile][k], :, 0].max())
         t_h = hertz_contact_time_s(mass[k] / 2.0, rm[k] / 2.0, e_max, speed)
+        limits = {e.name: e.max_time_step_s(self) for e in self.extensions}
+        limits = {k: float(v) for k, v in limits.items() if v is not None}
         if self._dt_fixed is not None:
             dt, rule = float(self._dt_fixed), "fixed"
         elif self.rayleigh_fraction * t_r <= t_h / self.steps_per_contact:
             dt, rule = self.rayleigh_fraction * t_r, "rayleigh"
         else:
             dt, rule = t_h / self.steps_per_contact, "hertz"
+        if rule != "fixed" and limits and min(limits.values()) < dt:
+            rule = min(limits, key=limits.__getitem__)
+            dt = limits[rule]
         self.dt_s = dt
         self.time_step_report = TimeStep(
-            float(dt), rule, float(t_r), float(t_h), float(speed), self.rayleigh_fraction, float(t_h / dt)
+            float(dt),
+            rule,
+            float(t_r),
+            float(t_h),
+            float(speed),
+            self.rayleigh_fraction,
+            float(t_h / dt),
+            {"extension_limits_s": limits} if limits else {},
         )
         self._set_dom(10, dt)
 
@@ -481,6 +525,7 @@ class Simulation:
             self.contact.tangential == "mindlin",
             self.contact.rolling_code,
         )
+        self._extension_forces(self.time_s, 0.0)
         finish(self._store, self._nl.pairs, self.n)
         self._set_dom(10, self.dt_s)
         self._forces_valid = True
@@ -499,6 +544,8 @@ class Simulation:
         roll = self.contact.rolling_code
         trigger = (0.5 * nl.skin_m) ** 2
         s = self._store
+        ext = bool(self.extensions)
+        dt = self.dt_s
         pending = False
         try:
             for t in range(k):
@@ -507,6 +554,8 @@ class Simulation:
                     self._rebuild()
                     forces(s, nl.pairs, n, nw, tang, roll)
                     pending = False
+                if ext:
+                    self._extension_forces(self.time_s + (t + 1) * dt, dt)
         finally:
             # Also on an interruption, unless it came between a drift and its forces.
             if not pending:
@@ -623,7 +672,12 @@ class Simulation:
     # ------------------------------------------------------------------ guards
     def _energy_available_reference(self) -> float:
         d = self.diagnostics()
-        return d["kinetic_energy_J"] + d["elastic_energy_J"] + d["gravity_potential_J"]
+        return (
+            d["kinetic_energy_J"]
+            + d["elastic_energy_J"]
+            + d["gravity_potential_J"]
+            - sum(e.work_done_J(self) for e in self.extensions)
+        )
 
     def _guard(self, ck: Path | None) -> None:
         from electrodem.engine.diagnostics import O_WORST
@@ -648,9 +702,22 @@ class Simulation:
                     * self.dt_s
                 )
                 del k
-            budget = (self._energy_ref or 0.0) - d["gravity_potential_J"] + self._wall_work_J
+            budget = (
+                (self._energy_ref or 0.0)
+                - d["gravity_potential_J"]
+                + self._wall_work_J
+                + sum(e.work_done_J(self) for e in self.extensions)
+            )
             energy = d["kinetic_energy_J"] + d["elastic_energy_J"]
-            scale = max(budget, 0.0) + 1e-300
+            # Energies are sums over n particles in the run's precision: a budget smaller than their
+            # round-off (easily reached in f32, where the potential energy carries ~1e-7 relative
+            # error) says nothing, so it counts as that round-off.
+            roundoff = (
+                float(np.finfo(self.np_real).eps)
+                * max(self.n, 1)
+                * (abs(self._energy_ref or 0.0) + abs(d["gravity_potential_J"]) + self._wall_work_J)
+            )
+            scale = max(budget, 0.0) + roundoff + 1e-300
             if energy > self.guards.energy_growth_factor * scale and energy > 1e-30:
                 problem = (
                     f"energy blow-up: kinetic + elastic energy {energy:.3g} J exceeds "
@@ -686,7 +753,8 @@ class Simulation:
             "max_overlap_ratio": float(o[dg.O_MAX_OVL]),
             "max_speed_m_per_s": float(o[dg.O_MAX_SPEED]),
             "gravity_potential_J": float(o[dg.O_PE_G]),
-            "elastic_energy_J": float(o[dg.O_ELASTIC]),
+            "elastic_energy_J": float(o[dg.O_ELASTIC])
+            + sum(e.elastic_energy_J(self) for e in self.extensions),
             "momentum_norm_kg_m_per_s": float(o[dg.O_MOM]),
         }
 
@@ -829,6 +897,9 @@ class Simulation:
             "step": self.step,
             "time_s": self.time_s,
             "n_particles": self.n,
+            "extensions": [
+                {"name": e.name, "class": class_path(e), "params": e.describe()} for e in self.extensions
+            ],
         }
 
     # ------------------------------------------------------------------ checkpoints

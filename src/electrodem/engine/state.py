@@ -13,8 +13,10 @@ walls never touch their history).
 
 Internal order: the neighbour list re-orders the particles by grid cell at every build (neighbours
 then sit close in memory, as LIGGGHTS' atom sorting does). ``ext[i]`` is the external index (order
-of addition) of the particle stored at internal index i. Every host copy (`particles_to_numpy`,
-`particles_from_numpy`) is in external order, so callers never see the internal one.
+of addition) of the particle stored at internal index i and ``intern[e]`` the internal index of
+external index e (force extensions such as bonds address particles through it). Every host copy
+(`particles_to_numpy`, `particles_from_numpy`) is in external order, so callers never see the
+internal one.
 
 Per simulation: ``dom`` (see `electrodem.engine.integrate`), the wall table, wall modes/materials,
 the force on each wall (N), the pair-property table (columns of `electrodem.engine.model` followed
@@ -91,7 +93,17 @@ class ParticleStore:
         for name in (*SCALAR_FIELDS, "tmp_s"):
             setattr(self, name, ti.field(real))
             fb.dense(ti.i, cap).place(getattr(self, name))
-        for name in ("mat", "level", "ext", "wflag", "cell_of", "sorted_ids", "nb_count", "rev_count"):
+        for name in (
+            "mat",
+            "level",
+            "ext",
+            "intern",
+            "wflag",
+            "cell_of",
+            "sorted_ids",
+            "nb_count",
+            "rev_count",
+        ):
             setattr(self, name, ti.field(ti.i32))
             fb.dense(ti.i, cap).place(getattr(self, name))
         self.wht = ti.field(vec)
@@ -179,6 +191,7 @@ class ParticleStore:
             self.whr.from_numpy(padded(hist["whr"], np_real, (MAX_WALLS, 3)))
         self.wflag.from_numpy(padded(wall_flags(hist["wht"], hist["whr"]), np.int32, ()))
         self.ext.from_numpy(padded(np.arange(n), np.int32, ()))
+        self.intern.from_numpy(padded(np.arange(n), np.int32, ()))
         return n
 
     def globals_to_numpy(self) -> dict[str, np.ndarray]:
