@@ -30,9 +30,11 @@ DAMPING_MODELS = ("restitution", "none")
 TANGENTIAL_MODELS = ("mindlin", "none")
 ROLLING_MODELS = ("none", "constant", "epsd")
 
-# Columns of the pair-property table handed to the kernels.
-P_ESTAR, P_GSTAR, P_ETA, P_MU, P_MUR = range(5)
-N_PAIR_PROPS = 5
+# Columns of the pair-property table handed to the kernels: E* (Pa), G* (Pa), damping factor eta,
+# friction mu, rolling friction mu_r, plastic yield (limiting contact) pressure p_y (Pa, 0 = elastic),
+# surface energy W (J/m^2, 0 = no JKR cohesion), Hamaker constant A (J, 0 = no van der Waals).
+P_ESTAR, P_GSTAR, P_ETA, P_MU, P_MUR, P_PY, P_W, P_HAM = range(8)
+N_PAIR_PROPS = 8
 
 
 @dataclass(frozen=True)
@@ -145,7 +147,8 @@ class MaterialTable:
         return e, mu, mur
 
     def pair_table(self, contact: ContactModel) -> np.ndarray:
-        """(n, n, N_PAIR_PROPS) float64 table: E* (Pa), G* (Pa), eta, mu, mu_r."""
+        """(n, n, N_PAIR_PROPS) float64 table: E* (Pa), G* (Pa), eta, mu, mu_r, then the plastic and
+        cohesive columns (zero until those models fill them)."""
         n = len(self.materials)
         table = np.zeros((n, n, N_PAIR_PROPS))
         for a in range(n):
