@@ -816,6 +816,18 @@ class Simulation:
             "tangential_force_N": val[order, 3],
         }
 
+    def contact_statistics(self, bins: int = 40) -> dict[str, Any]:
+        """Coordination per material pair and the normal-force distribution of the current contacts
+        (see `electrodem.engine.statistics`); material names under ``materials``."""
+        from electrodem.engine.statistics import coordination_by_material, force_distribution
+
+        c = self.contact_arrays()
+        mats = self._store.particles_to_numpy(self.n)["mat"]
+        out: dict[str, Any] = coordination_by_material(c["i"], c["j"], mats, len(self.materials.materials))
+        out["materials"] = [m.name for m in self.materials.materials]
+        out["force_distribution"] = force_distribution(c["normal_force_N"], bins=bins)
+        return out
+
     def wall_overlaps_m(self, index: int) -> np.ndarray:
         """Overlap (m) of every particle with wall ``index`` (<= 0: not touching)."""
         from electrodem.engine.diagnostics import wall_overlaps
