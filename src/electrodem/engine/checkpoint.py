@@ -1,8 +1,9 @@
 """Checkpoints: the full state of a `Simulation` in one ``.npz`` (model as JSON, arrays as float64).
 
 Holds particles (positions, velocities, spins, forces and torques of the last step so the next half
-kick is exact), per-pair and per-wall contact history, wall positions/velocities/forces, step, time,
-time step and the model description, so `read_checkpoint` continues the run where it stopped.
+kick is exact), per-pair and per-wall contact history (with the largest overlaps of the Thornton–Ning
+law), the temperature, wall positions/velocities/forces, step, time, time step and the model
+description, so `read_checkpoint` continues the run where it stopped.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ def capture(sim: Any) -> dict[str, Any]:
             "j": np.zeros(0, np.int64),
             "ht": np.zeros((0, 3)),
             "hr": np.zeros((0, 3)),
+            "dm": np.zeros(0),
         }
     )
     desc = sim.describe()
@@ -117,6 +119,7 @@ def read_checkpoint(cls: Any, path: Path, options: Any = None) -> Any:
         pair_overrides={(a, b): PairOverride(**o) for a, b, o in m["pair_overrides"]},
         guards=Guards(**m["guards"]),
         options=options,
+        temperature_K=m.get("temperature_K", 293.15),
     )
     sim.scalings.update(m["scalings"])
     p = {k[2:]: data[k] for k in data if k.startswith("p_")}

@@ -10,6 +10,8 @@ eta sqrt(8 G*) come precomputed from the pair table), the Coulomb test compares 
 history rotation rescales with a polynomial when the frame turned by a tiny angle.
 """
 
+import math
+
 import taichi as ti
 
 
@@ -35,6 +37,65 @@ def _rotate_into_plane(h, n):
 
 
 @ti.func
+def thornton_ning_normal(delta, delta_max, r_star, e_star, p_y):
+    """Elastic part of the Thornton–Ning (1998) elastic–perfectly-plastic Hertzian normal force.
+
+    Source: C. Thornton and Z. Ning, "A theoretical model for the stick/bounce behaviour of adhesive,
+    elastic-plastic spheres", Powder Technology 99 (1998) 154-162 (limiting contact pressure p_y,
+    non-adhesive part). Inputs (SI): overlap ``delta`` > 0 (m), largest overlap of the contact so far
+    ``delta_max`` >= delta (m), effective radius ``r_star`` (m), E* (Pa), yield (limiting contact)
+    pressure ``p_y`` (Pa; <= 0 means elastic: plain Hertz).
+
+    * Loading while the Hertz peak pressure 2 E* a / (pi R*) stays below p_y, i.e. delta <= delta_y
+      with a_y = pi p_y R* / (2 E*), delta_y = a_y^2 / R*: Hertz, F = 4/3 E* sqrt(R*) delta^1.5.
+    * Loading beyond (delta = delta_max > delta_y): F = F_y + pi p_y R* (delta - delta_y) with
+      F_y = 4/3 E* sqrt(R*) delta_y^1.5 (= 2/3 pi p_y a_y^2).
+    * Unloading/reloading below delta_max: Hertz with the enlarged radius
+      R_p = 4 E* a_p^3 / (3 F_max), a_p^2 = (2 F_max + F_y) / (2 pi p_y), about the plastic overlap
+      delta_p = delta_max - (3 F_max / (4 E* sqrt(R_p)))^(2/3) = delta_max - 3 F_max / (4 E* a_p);
+      zero force below delta_p.
+
+    The pieces join continuously (checked in the tests): at delta_max = delta_y, a_p = a_y, R_p = R*,
+    delta_p = 0; at delta = delta_max the unloading curve gives F_max. The form with a_p avoids
+    fractional powers: one square root per branch.
+
+    Returns (F (N) >= 0, current stiffness dF/d delta (N/m), elastic overlap delta - delta_p (m));
+    the recoverable elastic energy of the contact is 2/5 F (delta - delta_p).
+    """
+    a = ti.sqrt(r_star * delta)
+    f = 4.0 / 3.0 * e_star * a * delta
+    s_n = 2.0 * e_star * a
+    x_el = delta
+    if p_y > 0.0:
+        a_y = math.pi * p_y * r_star / (2.0 * e_star)
+        d_y = a_y * a_y / r_star
+        if delta_max > d_y:
+            k_p = math.pi * p_y * r_star
+            f_y = 4.0 / 3.0 * e_star * a_y * d_y
+            if delta >= delta_max:
+                f = f_y + k_p * (delta - d_y)
+                s_n = k_p
+                f_max = f
+                a_p = ti.sqrt((2.0 * f_max + f_y) / (2.0 * math.pi * p_y))
+                x_el = 3.0 * f_max / (4.0 * e_star * a_p)
+            else:
+                f_max = f_y + k_p * (delta_max - d_y)
+                a_p2 = (2.0 * f_max + f_y) / (2.0 * math.pi * p_y)
+                w = 3.0 * f_max / (4.0 * e_star * ti.sqrt(a_p2))
+                r_p = a_p2 / w
+                x_el = delta - (delta_max - w)
+                f = 0.0
+                s_n = 0.0
+                if x_el > 0.0:
+                    a_u = ti.sqrt(r_p * x_el)
+                    f = 4.0 / 3.0 * e_star * a_u * x_el
+                    s_n = 2.0 * e_star * a_u
+                else:
+                    x_el = 0.0
+    return f, s_n, x_el
+
+
+@ti.func
 def contact_law(
     n,
     delta,
@@ -57,6 +118,9 @@ def contact_law(
     dt,
     tangential: ti.template(),
     rolling: ti.template(),
+    delta_max,
+    p_y,
+    plastic: ti.template(),
 ):
     """Hertz–Mindlin contact between body i and body j (a sphere, or a wall with w_j = 0).
 
@@ -66,7 +130,9 @@ def contact_law(
     properties (E*, G* in Pa; dashpot coefficients c_n = eta sqrt(2 E*), c_t = eta sqrt(8 G*) in
     sqrt(Pa); damping factor eta, friction mu, rolling friction mu_r), tangential history ``ht``
     (m, displacement of i relative to j) and rolling history ``hr`` (N m, moment on i), time step
-    ``dt`` (s).
+    ``dt`` (s). With ``plastic`` (compile-time switch) the elastic normal force is Thornton–Ning's
+    (`thornton_ning_normal`, largest overlap so far ``delta_max`` (m) >= delta, yield pressure ``p_y``
+    (Pa)) and the dashpot uses its current stiffness S_n: -eta sqrt(m* S_n) v_n.
 
     Normal force 4/3 E* a delta - eta sqrt(m* S_n) v_n with a = sqrt(R* delta), S_n = 2 E* a;
     tangential spring k_t = 8 G* a with dashpot eta sqrt(m* k_t), capped at mu F_n.
@@ -79,8 +145,12 @@ def contact_law(
     v_c = v_rel - (li * w_i + lj * w_j).cross(n)
     v_n = v_c.dot(n)
     v_t = v_c - v_n * n
-    fn = 4.0 / 3.0 * e_star * a * delta - c_n * sq * v_n
-    fn = ti.max(fn, 0.0)
+    f_el = 4.0 / 3.0 * e_star * a * delta
+    gam_n = c_n * sq
+    if ti.static(plastic):
+        f_el, s_pl, _x_el = thornton_ning_normal(delta, delta_max, r_star, e_star, p_y)
+        gam_n = eta * ti.sqrt(m_star * s_pl)
+    fn = ti.max(f_el - gam_n * v_n, 0.0)
     force = fn * n
     torque_i = n * 0.0
     torque_j = n * 0.0

@@ -2,7 +2,9 @@
 
 import taichi as ti
 
+from electrodem.engine.contact import thornton_ning_normal
 from electrodem.engine.integrate import D_G, _vec
+from electrodem.engine.model import P_ESTAR, P_PY
 from electrodem.engine.neighbors import min_image
 from electrodem.engine.walls import MAX_WALLS, W_NX, W_PX
 
@@ -10,12 +12,42 @@ from electrodem.engine.walls import MAX_WALLS, W_NX, W_PX
 O_KE_T, O_KE_R, O_NAN, O_MAX_OVL, O_MAX_SPEED, O_PE_G, O_ELASTIC, O_WORST, O_MOM = range(9)
 
 
+@ti.func
+def _tn_energy(s, delta, d_max, r_star, ma, mb):
+    e_star = s.table[ma, mb, P_ESTAR]
+    f, _s_n, x_el = thornton_ning_normal(delta, ti.max(d_max, delta), r_star, e_star, s.table[ma, mb, P_PY])
+    return 0.4 * f * x_el
+
+
+@ti.func
+def _elastic_energy(s, delta, dm: ti.template(), k, r_star, ma, mb):
+    """Recoverable elastic energy (J) of pair k at overlap ``delta`` (m)."""
+    energy = 8.0 / 15.0 * s.table[ma, mb, P_ESTAR] * ti.sqrt(r_star) * delta**2.5
+    if ti.static(s.plastic):
+        energy = _tn_energy(s, delta, dm[k], r_star, ma, mb)
+    return energy
+
+
+@ti.func
+def _elastic_energy_wall(s, delta, i, wk, r_star, ma):
+    """Recoverable elastic energy (J) of particle i's contact with wall wk."""
+    mb = s.wmat[wk]
+    energy = 8.0 / 15.0 * s.table[ma, mb, P_ESTAR] * ti.sqrt(r_star) * delta**2.5
+    if ti.static(s.plastic):
+        energy = _tn_energy(s, delta, s.wdm[i, wk], r_star, ma, mb)
+    return energy
+
+
 @ti.kernel
 def diagnostics(s: ti.template(), p: ti.template(), n: ti.i32, nw: ti.i32):
     """Fill ``s.diag``: kinetic energy of translation and rotation (J), count of non-finite
     particles, max overlap divided by the smaller radius (pairs and walls), max speed (m/s),
-    gravitational potential -sum m g.x (J), Hertz elastic energy 8/15 E* sqrt(R*) d^2.5 over all
-    contacts (J), index of a particle in the worst overlap, and |total momentum| (kg m/s)."""
+    gravitational potential -sum m g.x (J), elastic energy over all contacts (J), index of a particle
+    in the worst overlap, and |total momentum| (kg m/s).
+
+    Elastic energy: Hertz 8/15 E* sqrt(R*) d^2.5; with the Thornton–Ning law the energy recoverable by
+    unloading the contact, 8/15 E* sqrt(R_p) (d - d_p)^2.5 = 2/5 F (d - d_p) (the plastic work is
+    dissipated and not counted)."""
     g = ti.Vector([s.dom[D_G], s.dom[D_G + 1], s.dom[D_G + 2]])
     for k in range(9):
         s.diag[k] = 0.0
@@ -45,7 +77,7 @@ def diagnostics(s: ti.template(), p: ti.template(), n: ti.i32, nw: ti.i32):
             delta = ri + s.r[j] - d.norm()
             if delta > 0.0:
                 rstar = ri * s.r[j] / (ri + s.r[j])
-                s.diag[O_ELASTIC] += 8.0 / 15.0 * s.table[mi, s.mat[j], 0] * ti.sqrt(rstar) * delta**2.5
+                s.diag[O_ELASTIC] += _elastic_energy(s, delta, p.dm, k, rstar, mi, s.mat[j])
                 ratio = delta / ti.min(ri, s.r[j])
                 old = ti.atomic_max(s.diag[O_MAX_OVL], ratio)
                 if ratio > old:
@@ -54,7 +86,7 @@ def diagnostics(s: ti.template(), p: ti.template(), n: ti.i32, nw: ti.i32):
             if wk < nw:
                 delta = ri - (xi - _vec(s.walls, wk, W_PX)).dot(_vec(s.walls, wk, W_NX))
                 if delta > 0.0:
-                    s.diag[O_ELASTIC] += 8.0 / 15.0 * s.table[mi, s.wmat[wk], 0] * ti.sqrt(ri) * delta**2.5
+                    s.diag[O_ELASTIC] += _elastic_energy_wall(s, delta, i, wk, ri, mi)
                     old = ti.atomic_max(s.diag[O_MAX_OVL], delta / ri)
                     if delta / ri > old:
                         s.diag[O_WORST] = i

@@ -33,7 +33,7 @@ import numpy as np
 import taichi as ti
 
 from electrodem.engine.contact import contact_law
-from electrodem.engine.model import P_ESTAR, P_ETA, P_GSTAR, P_MU, P_MUR
+from electrodem.engine.model import P_ESTAR, P_ETA, P_GSTAR, P_MU, P_MUR, P_PY
 from electrodem.engine.state import T_CN, T_CT
 from electrodem.engine.walls import (
     W_GAIN,
@@ -99,6 +99,29 @@ def _gather(i, s, p):
 
 
 @ti.func
+def _plastic_inputs(s, delta, dm: ti.template(), k, mi, mj):
+    """(largest overlap so far including this step (m), yield pressure (Pa)) of pair k; zeros (unused)
+    unless the store was built for the Thornton–Ning law."""
+    d_max = delta * 0.0
+    p_y = delta * 0.0
+    if ti.static(s.plastic):
+        d_max = ti.max(dm[k], delta)
+        p_y = s.table[mi, mj, P_PY]
+    return d_max, p_y
+
+
+@ti.func
+def _plastic_inputs_wall(s, delta, i, wk, mi, mw):
+    """As `_plastic_inputs` for the contact of particle i with wall wk."""
+    d_max = delta * 0.0
+    p_y = delta * 0.0
+    if ti.static(s.plastic):
+        d_max = ti.max(s.wdm[i, wk], delta)
+        p_y = s.table[mi, mw, P_PY]
+    return d_max, p_y
+
+
+@ti.func
 def _particle_forces(i, s, p, nw, dt, g, c_bg, box, per, tangential: ti.template(), rolling: ti.template()):
     """Owner share of particle i's force and torque: its pairs, its wall contacts, gravity and
     background damping; stores pair forces and updates pair and wall history."""
@@ -122,6 +145,7 @@ def _particle_forces(i, s, p, nw, dt, g, c_bg, box, per, tangential: ti.template
             hr = zero
             if ti.static(rolling == 2):
                 hr = p.hr[k]
+            d_max, p_y = _plastic_inputs(s, delta, p.dm, k, mi, mj)
             force, t_i, t_j, h_t, h_r, _fn = contact_law(
                 nrm,
                 delta,
@@ -144,7 +168,12 @@ def _particle_forces(i, s, p, nw, dt, g, c_bg, box, per, tangential: ti.template
                 dt,
                 tangential,
                 rolling,
+                d_max,
+                p_y,
+                s.plastic,
             )
+            if ti.static(s.plastic):
+                p.dm[k] = d_max
             if ti.static(tangential):
                 p.ht[k] = h_t
             if ti.static(rolling == 2):
@@ -162,6 +191,9 @@ def _particle_forces(i, s, p, nw, dt, g, c_bg, box, per, tangential: ti.template
             if ti.static(rolling == 2):
                 if p.hr[k].any():
                     p.hr[k] = zero
+            if ti.static(s.plastic):
+                if p.dm[k] != 0.0:
+                    p.dm[k] = 0.0
             p.pair_f[k] = zero
             p.pair_tj[k] = zero
     flags = s.wflag[i]
@@ -174,6 +206,7 @@ def _particle_forces(i, s, p, nw, dt, g, c_bg, box, per, tangential: ti.template
             hr = zero
             if ti.static(rolling == 2):
                 hr = s.whr[i, wk]
+            d_max, p_y = _plastic_inputs_wall(s, delta, i, wk, mi, mw)
             force, t_i, _t_j, h_t, h_r, _fn = contact_law(
                 nrm,
                 delta,
@@ -196,8 +229,13 @@ def _particle_forces(i, s, p, nw, dt, g, c_bg, box, per, tangential: ti.template
                 dt,
                 tangential,
                 rolling,
+                d_max,
+                p_y,
+                s.plastic,
             )
             s.wht[i, wk] = h_t
+            if ti.static(s.plastic):
+                s.wdm[i, wk] = d_max
             if ti.static(rolling == 2):
                 s.whr[i, wk] = h_r
             new_flags |= 1 << wk
@@ -208,6 +246,8 @@ def _particle_forces(i, s, p, nw, dt, g, c_bg, box, per, tangential: ti.template
             s.wht[i, wk] = zero
             if ti.static(rolling == 2):
                 s.whr[i, wk] = zero
+            if ti.static(s.plastic):
+                s.wdm[i, wk] = 0.0
     if new_flags != flags:
         s.wflag[i] = new_flags
     if im_i > 0.0:

@@ -2,7 +2,10 @@
 
 A contact law is assembled from named sub-models (LAMMPS-granular style):
 
-* ``normal``: ``hertz`` — F = 4/3 E* sqrt(R*) d^1.5.
+* ``normal``: ``hertz`` — F = 4/3 E* sqrt(R*) d^1.5; ``thornton_ning`` — Hertz until the peak contact
+  pressure reaches the pair's yield pressure p_y, then linear (perfectly plastic) loading and Hertzian
+  unloading about a plastic overlap with an enlarged radius (Thornton & Ning 1998, see
+  `electrodem.engine.contact.thornton_ning_normal`); leaves permanent overlap and spring-back.
 * ``damping``: ``restitution`` (viscous, Tsuji form, calibrated so the restitution coefficient of a
   head-on Hertz collision equals the material's; see `electrodem.engine.damping`) or ``none``.
 * ``tangential``: ``mindlin`` (no-slip Mindlin spring k_t = 8 G* a with history and Coulomb limit
@@ -13,6 +16,17 @@ A contact law is assembled from named sub-models (LAMMPS-granular style):
 
 Pair properties follow mixing rules (E*, G* from both moduli; restitution, friction and rolling
 friction as geometric means) and can be overridden per material pair.
+
+Yield pressure of a pair (Thornton–Ning only): the contact pressure is the same on both bodies, so the
+body that yields first limits it: p_y(pair) = the smaller p_y of the plastic members (a material with
+``yield_pressure_Pa`` None or 0 is elastic and never limits it), 0 (elastic) if neither is plastic.
+Temperature softening: each material's p_y is multiplied by `softening_factor` (1 up to
+``softening_onset_K``, falling linearly to `SOFTENING_FLOOR` at ``melting_K`` and staying there):
+polymer binders (PVDF melts near 450 K, PTFE near 600 K) lose their yield strength toward the melt,
+roughly linearly in temperature for semicrystalline polymers; the small floor keeps a molten binder
+from offering zero resistance (which would make every contact perfectly plastic at zero force). A
+`PairOverride` yield pressure replaces the pair's reference value and is softened by the smaller
+factor of the two materials.
 """
 
 from __future__ import annotations
@@ -25,7 +39,7 @@ import numpy as np
 from electrodem.config import ConfigError
 from electrodem.engine.damping import damping_for_restitution
 
-NORMAL_MODELS = ("hertz",)
+NORMAL_MODELS = ("hertz", "thornton_ning")
 DAMPING_MODELS = ("restitution", "none")
 TANGENTIAL_MODELS = ("mindlin", "none")
 ROLLING_MODELS = ("none", "constant", "epsd")
@@ -36,13 +50,20 @@ ROLLING_MODELS = ("none", "constant", "epsd")
 P_ESTAR, P_GSTAR, P_ETA, P_MU, P_MUR, P_PY, P_W, P_HAM = range(8)
 N_PAIR_PROPS = 8
 
+SOFTENING_FLOOR = 0.02
+"""Fraction of the yield pressure left at and above the melting temperature."""
+REFERENCE_TEMPERATURE_K = 293.15
+
 
 @dataclass(frozen=True)
 class Material:
     """Bulk and surface properties of one particle or wall material (SI).
 
     ``restitution`` in (0, 1], ``friction`` (Coulomb mu) >= 0, ``rolling_friction`` (mu_r,
-    dimensionless, torque = mu_r R* F_n) >= 0.
+    dimensionless, torque = mu_r R* F_n) >= 0. ``yield_pressure_Pa``: limiting contact pressure of the
+    Thornton–Ning law (Pa; None or 0 = elastic). ``softening_onset_K`` < ``melting_K`` (K, both or
+    neither; None = no softening): the yield pressure falls linearly between them (see module
+    docstring).
     """
 
     name: str
@@ -52,6 +73,9 @@ class Material:
     restitution: float = 0.5
     friction: float = 0.5
     rolling_friction: float = 0.0
+    yield_pressure_Pa: float | None = None
+    softening_onset_K: float | None = None
+    melting_K: float | None = None
 
     def __post_init__(self) -> None:
         key = f"material[{self.name}]"
@@ -67,6 +91,37 @@ class Material:
             raise ConfigError(f"{key}.friction", self.friction, ">= 0")
         if not self.rolling_friction >= 0:
             raise ConfigError(f"{key}.rolling_friction", self.rolling_friction, ">= 0")
+        if self.yield_pressure_Pa is not None and not (
+            self.yield_pressure_Pa >= 0 and math.isfinite(self.yield_pressure_Pa)
+        ):
+            raise ConfigError(f"{key}.yield_pressure_Pa", self.yield_pressure_Pa, "null or finite >= 0 (Pa)")
+        if (self.softening_onset_K is None) != (self.melting_K is None):
+            raise ConfigError(
+                f"{key}.softening_onset_K/melting_K",
+                (self.softening_onset_K, self.melting_K),
+                "both null (no softening) or both given (K)",
+            )
+        if self.melting_K is not None and not 0 < self.softening_onset_K < self.melting_K:  # type: ignore[operator]
+            raise ConfigError(
+                f"{key}.softening_onset_K/melting_K",
+                (self.softening_onset_K, self.melting_K),
+                "0 < softening_onset_K < melting_K (K)",
+            )
+
+    def softening_factor(self, temperature_K: float) -> float:
+        """Multiplier of the yield pressure at ``temperature_K`` (K): 1 up to the onset, linear down to
+        `SOFTENING_FLOOR` at the melting temperature, the floor above it; 1 without softening."""
+        if self.melting_K is None or self.softening_onset_K is None:
+            return 1.0
+        t0, t1 = self.softening_onset_K, self.melting_K
+        frac = min(max((temperature_K - t0) / (t1 - t0), 0.0), 1.0)
+        return 1.0 - (1.0 - SOFTENING_FLOOR) * frac
+
+    def yield_pressure_at_Pa(self, temperature_K: float) -> float:
+        """Softened yield pressure (Pa) at ``temperature_K``; 0 for an elastic material."""
+        if not self.yield_pressure_Pa:
+            return 0.0
+        return float(self.yield_pressure_Pa) * self.softening_factor(temperature_K)
 
     @property
     def shear_modulus_Pa(self) -> float:
@@ -81,6 +136,16 @@ class PairOverride:
     restitution: float | None = None
     friction: float | None = None
     rolling_friction: float | None = None
+    yield_pressure_Pa: float | None = None
+    """Reference (unsoftened) yield pressure of the pair (Pa, 0 = elastic); Thornton–Ning only."""
+
+    def __post_init__(self) -> None:
+        if self.yield_pressure_Pa is not None and not (
+            self.yield_pressure_Pa >= 0 and math.isfinite(self.yield_pressure_Pa)
+        ):
+            raise ConfigError(
+                "pair_override.yield_pressure_Pa", self.yield_pressure_Pa, "null or finite >= 0 (Pa)"
+            )
 
 
 @dataclass(frozen=True)
@@ -146,9 +211,21 @@ class MaterialTable:
             mur = ov.rolling_friction if ov.rolling_friction is not None else mur
         return e, mu, mur
 
-    def pair_table(self, contact: ContactModel) -> np.ndarray:
-        """(n, n, N_PAIR_PROPS) float64 table: E* (Pa), G* (Pa), eta, mu, mu_r, then the plastic and
-        cohesive columns (zero until those models fill them)."""
+    def pair_yield_pressure_Pa(self, a: int, b: int, temperature_K: float = REFERENCE_TEMPERATURE_K) -> float:
+        """Yield pressure (Pa, 0 = elastic) of materials a, b at ``temperature_K`` (rule in the module
+        docstring)."""
+        ma, mb = self.materials[a], self.materials[b]
+        ov = self.overrides.get((ma.name, mb.name)) or self.overrides.get((mb.name, ma.name))
+        if ov is not None and ov.yield_pressure_Pa is not None:
+            factor = min(ma.softening_factor(temperature_K), mb.softening_factor(temperature_K))
+            return float(ov.yield_pressure_Pa) * factor
+        values = [m.yield_pressure_at_Pa(temperature_K) for m in (ma, mb) if m.yield_pressure_Pa]
+        return min(values) if values else 0.0
+
+    def pair_table(self, contact: ContactModel, temperature_K: float = REFERENCE_TEMPERATURE_K) -> np.ndarray:
+        """(n, n, N_PAIR_PROPS) float64 table: E* (Pa), G* (Pa), eta, mu, mu_r, yield pressure p_y at
+        ``temperature_K`` (Pa; filled only for the Thornton–Ning law), then the cohesive columns (zero
+        until those models fill them)."""
         n = len(self.materials)
         table = np.zeros((n, n, N_PAIR_PROPS))
         for a in range(n):
@@ -166,4 +243,6 @@ class MaterialTable:
                 table[a, b, P_ETA] = 0.0 if contact.damping == "none" else damping_for_restitution(e)
                 table[a, b, P_MU] = 0.0 if contact.tangential == "none" else mu
                 table[a, b, P_MUR] = 0.0 if contact.rolling == "none" else mur
+                if contact.normal == "thornton_ning":
+                    table[a, b, P_PY] = self.pair_yield_pressure_Pa(a, b, temperature_K)
         return table

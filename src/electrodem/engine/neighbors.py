@@ -19,8 +19,10 @@ The list holds every pair closer than r_i + r_j + skin and is rebuilt when some 
 more than skin/2 since the last build. Per-pair tangential and rolling history is carried over from
 the previous list at each rebuild (the old pairs with non-zero history are found in the new list, in
 either ownership order, negated when the owner changed), so it survives rebuilds, re-ordering and
-particle additions. Every index the host sees is external (order of addition): the ``ext`` field of
-the particle store maps internal indices to it.
+particle additions. With the Thornton–Ning law (``plastic``) each pair also carries its largest
+overlap so far ``dm`` (m, a scalar, symmetric so never negated) along the same paths. Every index
+the host sees is external (order of addition): the ``ext`` field of the particle store maps internal
+indices to it.
 """
 
 import math
@@ -96,12 +98,14 @@ class PairStore:
     loop two divisions per contact and step.
 
     Each array has its own contiguous storage except pair_f/pair_tj, which are written and read
-    together. Rolling history (hr, old_hr) takes memory only when ``rolling`` is set."""
+    together. Rolling history (hr, old_hr) takes memory only when ``rolling`` is set, the largest
+    overlap (dm, old_dm, m) only when ``plastic`` is."""
 
-    def __init__(self, n_cap: int, p_cap: int, real: object, rolling: bool) -> None:
+    def __init__(self, n_cap: int, p_cap: int, real: object, rolling: bool, plastic: bool = False) -> None:
         self.n_cap, self.p_cap = n_cap, p_cap
         self.rolling = rolling
-        self.pool_key = (n_cap, p_cap, real, rolling)
+        self.plastic = plastic
+        self.pool_key = (n_cap, p_cap, real, rolling, plastic)
         vec = ti.types.vector(3, real)
         fb = ti.FieldsBuilder()
         for name in ("start", "old_start", "rev_start"):
@@ -113,6 +117,9 @@ class PairStore:
         for name in ("ht", "old_ht", "hr", "old_hr"):
             setattr(self, name, ti.field(vec))
             fb.dense(ti.i, p_cap if rolling or name.endswith("ht") else 1).place(getattr(self, name))
+        for name in ("dm", "old_dm"):
+            setattr(self, name, ti.field(real))
+            fb.dense(ti.i, p_cap if plastic else 1).place(getattr(self, name))
         self.rm = ti.field(ti.types.vector(2, real))
         fb.dense(ti.i, p_cap).place(self.rm)
         self.pair_f = ti.field(vec)
@@ -228,6 +235,8 @@ def _visit(i, xi, ri, li, lvl, lo, hi, s, p, skin, cnt, slot, fill: ti.template(
                 p.ht[slot] = xi * 0.0
                 if ti.static(p.rolling):
                     p.hr[slot] = xi * 0.0
+                if ti.static(p.plastic):
+                    p.dm[slot] = 0.0
                 slot += 1
             else:
                 cnt += 1
@@ -338,20 +347,25 @@ def permute_particles(s: ti.template(), n: ti.i32, nw: ti.i32):
         _permute_column(s.wht, wk, s.tmp_v, s.sorted_ids, m)
         if ti.static(s.rolling):
             _permute_column(s.whr, wk, s.tmp_v, s.sorted_ids, m)
+        if ti.static(s.plastic):
+            _permute_column(s.wdm, wk, s.tmp_s, s.sorted_ids, m)
     for t in range(n):
         s.intern[s.ext[t]] = t
 
 
 @ti.func
-def _set_history(owner, partner, h_t, h_r, p):
-    """Give pair (owner, partner) of the new list the history (h_t, h_r); if the new list has the pair
-    the other way round, the owner's view is the negated one. Returns whether the pair was found."""
+def _set_history(owner, partner, h_t, h_r, h_d, p):
+    """Give pair (owner, partner) of the new list the history (h_t, h_r, largest overlap h_d); if the
+    new list has the pair the other way round, the owner's view of h_t, h_r is the negated one.
+    Returns whether the pair was found."""
     found = False
     for k in range(p.start[owner], p.start[owner + 1]):
         if p.j[k] == partner:
             p.ht[k] = h_t
             if ti.static(p.rolling):
                 p.hr[k] = h_r
+            if ti.static(p.plastic):
+                p.dm[k] = h_d
             found = True
             break
     if not found:
@@ -360,6 +374,8 @@ def _set_history(owner, partner, h_t, h_r, p):
                 p.ht[k] = -h_t
                 if ti.static(p.rolling):
                     p.hr[k] = -h_r
+                if ti.static(p.plastic):
+                    p.dm[k] = h_d
                 found = True
                 break
     return found
@@ -380,8 +396,11 @@ def _carry_history(s: ti.template(), p: ti.template(), n: ti.i32, n_old: ti.i32)
             h_r = h_t * 0.0
             if ti.static(p.rolling):
                 h_r = p.old_hr[k]
-            if h_t.any() or h_r.any():
-                _set_history(s.cell_of[oi], s.cell_of[p.old_j[k]], h_t, h_r, p)
+            h_d = h_t[0] * 0.0
+            if ti.static(p.plastic):
+                h_d = p.old_dm[k]
+            if h_t.any() or h_r.any() or h_d != 0.0:
+                _set_history(s.cell_of[oi], s.cell_of[p.old_j[k]], h_t, h_r, h_d, p)
 
 
 @ti.kernel
@@ -393,6 +412,8 @@ def _save_old(p: ti.template(), n_old: ti.i32, n_pairs: ti.i32):
         p.old_ht[k] = p.ht[k]
         if ti.static(p.rolling):
             p.old_hr[k] = p.hr[k]
+        if ti.static(p.plastic):
+            p.old_dm[k] = p.dm[k]
 
 
 @ti.kernel
@@ -426,11 +447,13 @@ def _copy_positions(s: ti.template(), n: ti.i32):
 class NeighborList:
     """Owns the cell and pair stores and rebuilds the half list (see module docstring).
 
-    ``rolling``: whether pairs carry rolling history (memory for it is allocated only then)."""
+    ``rolling``: whether pairs carry rolling history (memory for it is allocated only then);
+    ``plastic``: whether they carry their largest overlap (Thornton–Ning law)."""
 
-    def __init__(self, real: object, rolling: bool = False) -> None:
+    def __init__(self, real: object, rolling: bool = False, plastic: bool = False) -> None:
         self.real = real
         self.rolling = bool(rolling)
+        self.plastic = bool(plastic)
         self.cells: CellStore | None = None
         self.pairs: PairStore | None = None
         self.n = 0
@@ -449,7 +472,9 @@ class NeighborList:
         self._order_store = None
 
     def _new_pairs(self, n_cap: int, p_cap: int) -> PairStore:
-        return acquire(PairStore, round_capacity(n_cap), pair_capacity(p_cap), self.real, self.rolling)
+        return acquire(
+            PairStore, round_capacity(n_cap), pair_capacity(p_cap), self.real, self.rolling, self.plastic
+        )
 
     # ------------------------------------------------------------------ levels and grids
     def assign_levels(self, s: object, radii: np.ndarray, skin_m: float) -> None:
@@ -555,6 +580,8 @@ class NeighborList:
         names = ["start", "j", "ht"] if keep_current else ["old_start", "old_j", "old_ht"]
         if self.rolling:
             names.append("hr" if keep_current else "old_hr")
+        if self.plastic:
+            names.append("dm" if keep_current else "old_dm")
         for name in names:
             src = getattr(old, name).to_numpy()
             dst = getattr(new, name).to_numpy()
@@ -588,18 +615,19 @@ class NeighborList:
 
     def history_numpy(self) -> dict[str, np.ndarray]:
         """Pairs of the current list (external indices) with their tangential (m) and rolling (N m)
-        history."""
+        history and largest overlap ``dm`` (m; zeros unless ``plastic``)."""
         i, j = self.pairs_numpy()
         p = self.n_pairs
         if self.pairs is None:
-            return {"i": i, "j": j, "ht": np.zeros((0, 3)), "hr": np.zeros((0, 3))}
+            return {"i": i, "j": j, "ht": np.zeros((0, 3)), "hr": np.zeros((0, 3)), "dm": np.zeros(0)}
         ht = self.pairs.ht.to_numpy()[:p].astype(np.float64)
         hr = self.pairs.hr.to_numpy()[:p].astype(np.float64) if self.rolling else np.zeros((p, 3))
-        return {"i": i, "j": j, "ht": ht, "hr": hr}
+        dm = self.pairs.dm.to_numpy()[:p].astype(np.float64) if self.plastic else np.zeros(p)
+        return {"i": i, "j": j, "ht": ht, "hr": hr, "dm": dm}
 
     def load_history(self, hist: dict[str, np.ndarray], n: int) -> None:
-        """Install (i, j, ht, hr), with i, j the particles' current indices (external order, which
-        is the internal one right after `ParticleStore.particles_from_numpy`), as the current list so
+        """Install (i, j, ht, hr, optional dm), with i, j the particles' current indices (external order,
+        which is the internal one right after `ParticleStore.particles_from_numpy`), as the current list so
         that the next `build` carries it over (checkpoint restart, particle additions). Only history
         is meaningful; the next build must follow."""
         i, j = np.asarray(hist["i"], np.int64), np.asarray(hist["j"], np.int64)
@@ -615,6 +643,8 @@ class NeighborList:
         names = [("j", j[order]), ("ht", np.asarray(hist["ht"])[order])]
         if self.rolling:
             names.append(("hr", np.asarray(hist["hr"])[order]))
+        if self.plastic:
+            names.append(("dm", np.asarray(hist.get("dm", np.zeros(m)))[order]))
         for name, arr in names:
             dst = getattr(self.pairs, name).to_numpy()
             dst[:m] = arr

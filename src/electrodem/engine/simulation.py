@@ -109,6 +109,9 @@ class Simulation:
     pair_overrides : {(material a, material b): PairOverride} replacing the mixing rule.
     guards : run guards.
     options : engine options; Taichi is initialised with them if it is not already.
+    temperature_K : temperature of the particles (K); softens the Thornton–Ning yield pressures of
+        materials with a softening range (`Material.softening_factor`); change it with
+        `set_temperature`.
     """
 
     def __init__(
@@ -128,6 +131,7 @@ class Simulation:
         pair_overrides: dict[tuple[str, str], PairOverride] | None = None,
         guards: Guards | None = None,
         options: arch.EngineOptions | None = None,
+        temperature_K: float = 293.15,
     ) -> None:
         self.options = arch.init(options) if options is not None else arch.ensure_init()
         self._generation = arch.generation()
@@ -168,6 +172,9 @@ class Simulation:
         self.impact_speed = impact_speed_m_per_s
         self._skin_user = skin_m
         self.background_damping_per_s = float(background_damping_per_s)
+        if not (temperature_K > 0 and math.isfinite(temperature_K)):
+            raise ConfigError("temperature_K", temperature_K, "finite > 0 (K)")
+        self.temperature_K = float(temperature_K)
         self.guards = guards or Guards()
         self.scalings: dict[str, Any] = {}
         """Named shortcuts the caller used (mass/time scaling, softened moduli...); saved in
@@ -185,7 +192,9 @@ class Simulation:
         self._list_valid = False
         from electrodem.engine.neighbors import NeighborList
 
-        self._nl = NeighborList(self.real, rolling=self.contact.rolling == "epsd")
+        self._nl = NeighborList(
+            self.real, rolling=self.contact.rolling == "epsd", plastic=self.contact.normal == "thornton_ning"
+        )
         self._wall_work_J = 0.0
         self._energy_ref: float | None = None
         self._last_good: dict[str, Any] | None = None
@@ -205,6 +214,7 @@ class Simulation:
             len(self.materials.materials),
             self.real,
             self.contact.rolling == "epsd",
+            self.contact.normal == "thornton_ning",
         )
         self._write_globals()
         if old is not None:
@@ -239,7 +249,7 @@ class Simulation:
         from electrodem.engine.model import P_ESTAR, P_ETA, P_GSTAR
         from electrodem.engine.state import T_CN, T_CT, TABLE_COLS
 
-        base = self.materials.pair_table(self.contact)
+        base = self.materials.pair_table(self.contact, self.temperature_K)
         table = np.zeros((*base.shape[:2], TABLE_COLS))
         table[..., : base.shape[2]] = base
         table[..., T_CN] = base[..., P_ETA] * np.sqrt(2.0 * base[..., P_ESTAR])
@@ -348,6 +358,7 @@ class Simulation:
             "mat": mat,
             "wht": np.zeros((k, MAX_WALLS, 3)),
             "whr": np.zeros((k, MAX_WALLS, 3)),
+            "wdm": np.zeros((k, MAX_WALLS)),
         }
         merged = {key: np.concatenate([cur[key], add[key]]) for key in cur}
         # Loading resets the internal particle order to the external one: keep the contact history by
@@ -491,6 +502,17 @@ class Simulation:
             raise ConfigError("background_damping_per_s", rate_per_s, ">= 0 (1/s)")
         self.background_damping_per_s = float(rate_per_s)
         self._set_dom(9, self.background_damping_per_s)
+
+    def set_temperature(self, temperature_K: float) -> None:
+        """Change the particle temperature (K): the pair table's yield pressures are recomputed on the
+        host (contact history, including the largest overlaps, is kept)."""
+        if not (temperature_K > 0 and math.isfinite(temperature_K)):
+            raise ConfigError("temperature_K", temperature_K, "finite > 0 (K)")
+        self.temperature_K = float(temperature_K)
+        self._store.table.from_numpy(self._kernel_table().astype(self.np_real))
+        if self.contact.normal == "thornton_ning":
+            # The stored forces used the old yield pressures: recompute them before the next kick.
+            self._forces_valid = False
 
     def set_wall(self, index: int, **changes: Any) -> None:
         """Change a wall's fields (e.g. ``mode``, ``velocity_m_per_s``, ``target_force_N``); its current
@@ -897,6 +919,7 @@ class Simulation:
             "walls": [asdict(w) for w in self.walls],
             "gravity_m_per_s2": self.gravity.tolist(),
             "background_damping_per_s": self.background_damping_per_s,
+            "temperature_K": self.temperature_K,
             "time_step": asdict(self.time_step_report) if self.time_step_report else None,
             "dt_fixed_s": self._dt_fixed,
             "rayleigh_fraction": self.rayleigh_fraction,

@@ -7,7 +7,8 @@ twenty. Growing the capacity builds a new store, copies the state and destroys t
 Per particle (SI): position x (m), velocity v (m/s), angular velocity w (rad/s), force f (N), torque
 tq (N m), radius r (m), inverse mass invm (1/kg, 0 = fixed), inverse moment of inertia invI
 (1/(kg m^2)), material index mat, grid level, position at the last neighbour build xref (m),
-per-wall contact history wht (tangential, m) / whr (rolling, N m; stored only when ``rolling``) and
+per-wall contact history wht (tangential, m) / whr (rolling, N m; stored only when ``rolling``) / wdm
+(largest overlap of the contact so far, m; stored only when ``plastic``, the Thornton–Ning law) and
 ``wflag`` (bit k set while the history of wall k may be non-zero, so that particles far from the
 walls never touch their history).
 
@@ -70,9 +71,12 @@ def release(store: Any) -> None:
         _POOL.setdefault((type(store), *store.pool_key), []).append(store)
 
 
-def wall_flags(wht: np.ndarray, whr: np.ndarray) -> np.ndarray:
-    """``wflag`` bits (int32) of (n, MAX_WALLS, 3) wall histories: bit k set where wall k's is non-zero."""
+def wall_flags(wht: np.ndarray, whr: np.ndarray, wdm: np.ndarray | None = None) -> np.ndarray:
+    """``wflag`` bits (int32) of (n, MAX_WALLS, 3) wall histories (and the optional (n, MAX_WALLS)
+    largest overlaps): bit k set where wall k's is non-zero."""
     nz = np.any(wht != 0, axis=2) | np.any(whr != 0, axis=2)
+    if wdm is not None:
+        nz |= wdm != 0
     return (nz.astype(np.int64) << np.arange(nz.shape[1])).sum(axis=1).astype(np.int32)
 
 
@@ -80,11 +84,14 @@ def wall_flags(wht: np.ndarray, whr: np.ndarray) -> np.ndarray:
 class ParticleStore:
     """All per-particle and per-simulation fields of capacity ``cap``."""
 
-    def __init__(self, cap: int, n_materials: int, real: Any, rolling: bool = False) -> None:
+    def __init__(
+        self, cap: int, n_materials: int, real: Any, rolling: bool = False, plastic: bool = False
+    ) -> None:
         self.cap = cap
         self.real = real
         self.rolling = bool(rolling)
-        self.pool_key = (cap, n_materials, real, self.rolling)
+        self.plastic = bool(plastic)
+        self.pool_key = (cap, n_materials, real, self.rolling, self.plastic)
         fb = ti.FieldsBuilder()
         vec = ti.types.vector(3, real)
         for name in (*VEC_FIELDS, "xref", "tmp_v"):
@@ -111,6 +118,9 @@ class ParticleStore:
         fb.dense(ti.ij, (cap, MAX_WALLS)).place(self.wht)
         # Rolling history exists only with a rolling model that has one (epsd).
         fb.dense(ti.ij, (cap if rolling else 1, MAX_WALLS)).place(self.whr)
+        # Largest wall overlap exists only with the Thornton–Ning law.
+        self.wdm = ti.field(real)
+        fb.dense(ti.ij, (cap if plastic else 1, MAX_WALLS)).place(self.wdm)
         self.dom = ti.field(real)
         fb.dense(ti.i, DOM_SIZE).place(self.dom)
         self.walls = ti.field(real)
@@ -153,6 +163,7 @@ class ParticleStore:
         raw["whr"] = (
             self.whr.to_numpy()[:n].astype(np.float64) if self.rolling else np.zeros((n, MAX_WALLS, 3))
         )
+        raw["wdm"] = self.wdm.to_numpy()[:n].astype(np.float64) if self.plastic else np.zeros((n, MAX_WALLS))
         out: dict[str, np.ndarray] = {}
         for name, a in raw.items():
             b = np.empty_like(a)
@@ -186,10 +197,14 @@ class ParticleStore:
             hist[name] = np.zeros(shape) if arr is None else np.asarray(arr).reshape(shape)
         if not self.rolling:
             hist["whr"] = np.zeros_like(hist["whr"])
+        wdm = data.get("wdm")
+        wdm = np.zeros((n, MAX_WALLS)) if wdm is None or not self.plastic else np.asarray(wdm).reshape(n, -1)
         self.wht.from_numpy(padded(hist["wht"], np_real, (MAX_WALLS, 3)))
         if self.rolling:
             self.whr.from_numpy(padded(hist["whr"], np_real, (MAX_WALLS, 3)))
-        self.wflag.from_numpy(padded(wall_flags(hist["wht"], hist["whr"]), np.int32, ()))
+        if self.plastic:
+            self.wdm.from_numpy(padded(wdm, np_real, (MAX_WALLS,)))
+        self.wflag.from_numpy(padded(wall_flags(hist["wht"], hist["whr"], wdm), np.int32, ()))
         self.ext.from_numpy(padded(np.arange(n), np.int32, ()))
         self.intern.from_numpy(padded(np.arange(n), np.int32, ()))
         return n
