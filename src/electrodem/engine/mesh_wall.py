@@ -53,8 +53,9 @@ from electrodem.engine.state import T_CN, T_CT
 
 MAX_SLOTS = 4
 """History slots per particle (simultaneous mesh contacts of one sphere that keep tangential history)."""
-N_OUT = 9
-O_F, O_T, O_N, O_P, O_OVER = 0, 3, 6, 7, 8
+N_OUT = 11
+O_F, O_T, O_N, O_P, O_OVER, O_W, O_AW = 0, 3, 6, 7, 8, 9, 10
+N_STEP_OUT = 9  # slots reset at every evaluation; O_W, O_AW accumulate the work (J) over the run
 # Pose array layout (float): Q row-major (9), centre c (3), body centre c0 (3), velocity v (3),
 # angular velocity w (3), torque reference point (3), grid origin (3), cell size, grid dims (3).
 PQ, PC, PC0, PV, PW, PREF, PO, PH, PD = 0, 9, 12, 15, 18, 21, 24, 27, 28
@@ -149,7 +150,7 @@ def _mesh_forces(
     rolling: ti.template(),
 ):
     """Add the mesh's contact forces to the particles and sum its reports in ``out``."""
-    for k in range(N_OUT):
+    for k in range(N_STEP_OUT):
         out[k] = 0.0
     for i in range(n):
         im_i = s.invm[i]
@@ -249,6 +250,9 @@ def _mesh_forces(
                                 dt,
                                 tangential,
                                 rolling,
+                                0.0,
+                                0.0,
+                                False,
                             )
                             if dt > 0.0 and slot >= 0:
                                 hstamp[e, slot] = cur
@@ -264,6 +268,10 @@ def _mesh_forces(
                                 out[O_T + a] += tq[a]
                             out[O_N] += 1.0
                             out[O_P] += force.dot(vw)
+    # Serial epilogue (one iteration): the work integrates the power of this evaluation over dt.
+    for _ in range(1):
+        out[O_W] += out[O_P] * dt
+        out[O_AW] += ti.abs(out[O_P]) * dt
 
 
 def _csr(keys: np.ndarray, values: np.ndarray, n_keys: int) -> tuple[np.ndarray, np.ndarray]:
@@ -409,9 +417,8 @@ class MeshWall(Extension):
         self.area_m2 = area_m2
         self.rot = np.eye(3)
         self.counter = 1
-        self.work_J = 0.0
-        self.abs_work_J = 0.0
-        self._out = np.zeros(N_OUT)
+        self._out_host = np.zeros(N_OUT)
+        self._synced = True
         self._pad = -1.0
         self._cap = 0
         self._sim_real: Any = None
@@ -422,6 +429,7 @@ class MeshWall(Extension):
         self._sim_real = sim.real
         self._np_real = sim.np_real
         self._outbuf = ti.ndarray(sim.real, N_OUT)
+        self._outbuf.fill(0)
         self._posebuf = ti.ndarray(sim.real, N_POSE)
         self._ensure_history(max(sim.n, 1))
         if self.geom is not None:
@@ -540,11 +548,26 @@ class MeshWall(Extension):
             sim.contact.tangential == "mindlin",
             sim.contact.rolling_code,
         )
-        self._out = self._outbuf.to_numpy().astype(np.float64)
-        if dt_s > 0:
-            p = float(self._out[O_P])
-            self.work_J += p * dt_s
-            self.abs_work_J += abs(p) * dt_s
+        # Read back lazily: a device-to-host copy per step would cost more than the contacts.
+        self._synced = False
+
+    @property
+    def _out(self) -> np.ndarray:
+        """Outputs of the last evaluation (see the O_* slots), copied from the device when stale."""
+        if not self._synced:
+            self._out_host = self._outbuf.to_numpy().astype(np.float64)
+            self._synced = True
+        return self._out_host
+
+    @property
+    def work_J(self) -> float:
+        """Work done on the particles since the tool was attached (J)."""
+        return float(self._out[O_W])
+
+    @property
+    def abs_work_J(self) -> float:
+        """Sum of |power| dt (J): an upper bound of the energy the tool put in."""
+        return float(self._out[O_AW])
 
     def work_done_J(self, sim: Any) -> float:
         return self.abs_work_J
@@ -601,7 +624,6 @@ class MeshWall(Extension):
             "velocity": self.velocity.copy(),
             "omega": self.omega.copy(),
             "counter": np.array(self.counter),
-            "work": np.array([self.work_J, self.abs_work_J]),
             "out": self._out.copy(),
             **self._history_numpy(),
         }
@@ -614,8 +636,11 @@ class MeshWall(Extension):
         self.velocity = np.asarray(state["velocity"], float).copy()
         self.omega = np.asarray(state["omega"], float).copy()
         self.counter = int(state["counter"])
-        self.work_J, self.abs_work_J = (float(v) for v in state["work"])
-        self._out = np.asarray(state["out"], float).copy()
+        out = np.zeros(N_OUT)
+        saved = np.asarray(state["out"], float).reshape(-1)
+        out[: saved.size] = saved
+        self._outbuf.from_numpy(out.astype(self._outbuf.to_numpy().dtype))
+        self._out_host, self._synced = out, True
         self._history_from_numpy({k: np.asarray(state[k]) for k in ("hcp", "ht", "hr", "hstamp")})
 
     @classmethod

@@ -39,10 +39,11 @@ from electrodem.engine.model import P_ESTAR, P_ETA, P_GSTAR, P_MU, P_MUR
 from electrodem.engine.state import T_CN, T_CT
 
 ROLLER_MODES = ("velocity", "servo")
-N_OUT = 8
+N_OUT = 10
 # Columns of the kernel output: force on the tool (3), torque about the axis / reference (3), contact
 # count, power delivered to the particles (W).
-O_F, O_T, O_N, O_P = 0, 3, 6, 7
+O_F, O_T, O_N, O_P, O_W, O_AW = 0, 3, 6, 7, 8, 9
+N_STEP_OUT = 8  # slots reset at every evaluation; O_W, O_AW accumulate the work (J) over the run
 
 
 class ExternalHistory:
@@ -107,7 +108,7 @@ def _roller_forces(
     rolling: ti.template(),
 ):
     """Add the roll's contact forces to the particles (internal order) and sum its reports in ``out``."""
-    for k in range(N_OUT):
+    for k in range(N_STEP_OUT):
         out[k] = 0.0
     lx = s.dom[0]
     perx = s.dom[3] > 0.5
@@ -154,6 +155,9 @@ def _roller_forces(
                     dt,
                     tangential,
                     rolling,
+                    0.0,
+                    0.0,
+                    False,
                 )
                 if dt > 0.0:
                     ht[e] = h_t
@@ -170,6 +174,10 @@ def _roller_forces(
                 if ht[e].any() or hr[e].any():
                     ht[e] = zero
                     hr[e] = zero
+    # Serial epilogue (one iteration): the work integrates the power of this evaluation over dt.
+    for _ in range(1):
+        out[O_W] += out[O_P] * dt
+        out[O_AW] += ti.abs(out[O_P]) * dt
 
 
 def _vec(value: Any, size: int, key: str) -> np.ndarray:
@@ -250,9 +258,8 @@ class RollerCylinder(Extension):
         self.temperature_K = float(temperature_K)
         self.material = str(material)
         self.name = name
-        self.work_J = 0.0
-        self.abs_work_J = 0.0
-        self._out = np.zeros(N_OUT)
+        self._out_host = np.zeros(N_OUT)
+        self._synced = True
         self._hist: ExternalHistory | None = None
         self._ly = 1.0
         self._mat = 0
@@ -266,6 +273,7 @@ class RollerCylinder(Extension):
         self._hist = ExternalHistory(sim.real)
         self._hist.ensure(max(sim.n, 1))
         self._outbuf = ti.ndarray(sim.real, N_OUT)
+        self._outbuf.fill(0)
 
     def _load_N(self) -> float:
         return float(self._out[O_F + 2])
@@ -295,11 +303,26 @@ class RollerCylinder(Extension):
             sim.contact.tangential == "mindlin",
             sim.contact.rolling_code,
         )
-        self._out = self._outbuf.to_numpy().astype(np.float64)
-        if dt_s > 0:
-            p = float(self._out[O_P])
-            self.work_J += p * dt_s
-            self.abs_work_J += abs(p) * dt_s
+        # Read back lazily: a device-to-host copy per step would cost more than the contacts.
+        self._synced = False
+
+    @property
+    def _out(self) -> np.ndarray:
+        """Outputs of the last evaluation (see the O_* slots), copied from the device when stale."""
+        if not self._synced:
+            self._out_host = self._outbuf.to_numpy().astype(np.float64)
+            self._synced = True
+        return self._out_host
+
+    @property
+    def work_J(self) -> float:
+        """Work done on the particles since the tool was attached (J)."""
+        return float(self._out[O_W])
+
+    @property
+    def abs_work_J(self) -> float:
+        """Sum of |power| dt (J): an upper bound of the energy the tool put in."""
+        return float(self._out[O_AW])
 
     def work_done_J(self, sim: Any) -> float:
         # The guard only needs an upper bound of the energy the roll put in.
@@ -356,7 +379,6 @@ class RollerCylinder(Extension):
             "velocity": self.velocity.copy(),
             "omega": np.array(self.omega),
             "temperature_K": np.array(self.temperature_K),
-            "work": np.array([self.work_J, self.abs_work_J]),
             "out": self._out.copy(),
             "ht": ht,
             "hr": hr,
@@ -368,8 +390,11 @@ class RollerCylinder(Extension):
         self.velocity = np.asarray(state["velocity"], float).copy()
         self.omega = float(state["omega"])
         self.temperature_K = float(state["temperature_K"])
-        self.work_J, self.abs_work_J = (float(v) for v in state["work"])
-        self._out = np.asarray(state["out"], float).copy()
+        out = np.zeros(N_OUT)
+        saved = np.asarray(state["out"], float).reshape(-1)
+        out[: saved.size] = saved
+        self._outbuf.from_numpy(out.astype(self._outbuf.to_numpy().dtype))
+        self._out_host, self._synced = out, True
         self._hist.from_numpy(state["ht"], state["hr"])
 
     @classmethod
