@@ -238,3 +238,17 @@ def _json_default(o: Any) -> Any:
     if isinstance(o, Path):
         return str(o)
     raise TypeError(f"metadata value of type {type(o).__name__} is not JSON-serialisable")
+
+
+def bonds_from_state(state: dict[str, Any]) -> dict[str, np.ndarray]:
+    """A `Microstructure.bonds` table from a bond model's report (e.g.
+    `electrodem.engine.bonds.Bonds.state`): every array copied, after checking that ``i`` and ``j``
+    are present and that all arrays have one row per bond."""
+    if "i" not in state or "j" not in state:
+        raise ValueError("a bond table needs the particle index arrays 'i' and 'j'")
+    out = {k: np.asarray(v).copy() for k, v in state.items()}
+    n = len(out["i"])
+    bad = [k for k, v in out.items() if v.ndim == 0 or len(v) != n]
+    if bad:
+        raise ValueError(f"bond arrays {bad} do not have one row per bond ({n})")
+    return out
