@@ -196,6 +196,7 @@ class Simulation:
             self.real, rolling=self.contact.rolling == "epsd", plastic=self.contact.normal == "thornton_ning"
         )
         self._wall_work_J = 0.0
+        self._driven_fixed = False
         self._energy_ref: float | None = None
         self._last_good: dict[str, Any] | None = None
         self.extensions: list[Extension] = []
@@ -316,6 +317,10 @@ class Simulation:
             fx = np.asarray(fixed, bool).reshape(k)
             invm[fx] = 0.0
             invI[fx] = 0.0
+            if velocities_m_per_s is not None and np.any(
+                np.asarray(velocities_m_per_s, float).reshape(k, 3)[fx]
+            ):
+                self._driven_fixed = True
         v = (
             np.zeros((k, 3))
             if velocities_m_per_s is None
@@ -724,6 +729,15 @@ class Simulation:
                     * self.dt_s
                 )
                 del k
+            # Fixed particles moved at a prescribed velocity (clamps, drivers) work on the others too.
+            if self._driven_fixed:
+                st = self._store.particles_to_numpy(self.n)
+                drv = (st["invm"] == 0) & np.any(st["v"] != 0, axis=1)
+                self._wall_work_J += (
+                    float(np.abs(np.einsum("ij,ij->i", st["f"][drv], st["v"][drv])).sum())
+                    * self.guards.every_steps
+                    * self.dt_s
+                )
             budget = (
                 (self._energy_ref or 0.0)
                 - d["gravity_potential_J"]
