@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from electrodem.engine.model import ContactModel, Material, PairOverride
+from electrodem.engine.state import D_LE_SHIFT
 from electrodem.engine.walls import Wall
 
 FORMAT = 1
@@ -47,6 +48,7 @@ def capture(sim: Any) -> dict[str, Any]:
         "particles": st,
         "walls": glob["walls"].astype(np.float64),
         "wforce": glob["wforce"].astype(np.float64),
+        "le_shift_m": float(glob["dom"][D_LE_SHIFT]),
         "hist": hist,
         "extensions": {e.name: e.state_dict() for e in sim.extensions},
     }
@@ -68,6 +70,7 @@ def write_checkpoint(data: dict[str, Any], path: Path) -> Path:
         "next_id": np.array(data["next_id"]),
         "walls": data["walls"],
         "wforce": data["wforce"],
+        "le_shift_m": np.array(data.get("le_shift_m", 0.0)),
     }
     for k, v in data["particles"].items():
         arrays[f"p_{k}"] = v
@@ -120,6 +123,7 @@ def read_checkpoint(cls: Any, path: Path, options: Any = None) -> Any:
         guards=Guards(**m["guards"]),
         options=options,
         temperature_K=m.get("temperature_K", 293.15),
+        shear_rate_per_s=m.get("shear_rate_per_s", 0.0),
     )
     sim.scalings.update(m["scalings"])
     p = {k[2:]: data[k] for k in data if k.startswith("p_")}
@@ -155,6 +159,9 @@ def read_checkpoint(cls: Any, path: Path, options: Any = None) -> Any:
         sim.time_step_report = TimeStep(**m["time_step"])
     sim.dt_s = float(data["dt_s"])
     sim._set_dom(10, sim.dt_s)
+    if "le_shift_m" in data:
+        # Exact value (the model JSON holds it too, but rounded through a float print).
+        sim._set_dom(D_LE_SHIFT, float(data["le_shift_m"]))
     hist = {k[2:]: data[k] for k in data if k.startswith("h_")}
     sim._nl.load_history(hist, sim.n)
     sim._rebuild()

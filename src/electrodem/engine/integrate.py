@@ -24,7 +24,15 @@ the list, and the body force takes one division per particle.
 
 ``dom`` packs the domain scalars: [Lx, Ly, Lz, px, py, pz, gx, gy, gz, c_bg, dt] with box lengths
 (m), periodic flags (0/1), gravity (m/s^2), background damping rate c_bg (1/s; force -c m v and
-torque -c I w) and dt (s).
+torque -c I w) and dt (s), followed by the Lees–Edwards slots of `electrodem.engine.state`
+(D_LE_SHIFT, D_LE_DV).
+
+Lees–Edwards (simple shear, flow x, gradient z, u_x = gamma_dot (z - Lz/2)): the image of the box
+above it (z + Lz) is offset by s(t) = gamma_dot Lz t (mod Lx) in x and moves at +gamma_dot Lz in x.
+So a pair vector crossing the z faces also changes by -/+ s in x and its relative velocity by
+-/+ gamma_dot Lz (`_wrap_v`), and a particle leaving through the top (bottom) face re-enters at the
+bottom (top) with x -/+ s and v_x -/+ gamma_dot Lz. ``step`` advances s. With s = 0 and a zero rate
+the extra terms sit inside the z-crossing branches only and add nothing.
 """
 
 import math
@@ -34,7 +42,7 @@ import taichi as ti
 
 from electrodem.engine.contact import contact_law
 from electrodem.engine.model import P_ESTAR, P_ETA, P_GSTAR, P_MU, P_MUR, P_PY
-from electrodem.engine.state import T_CN, T_CT
+from electrodem.engine.state import D_LE_DV, D_LE_SHIFT, T_CN, T_CT
 from electrodem.engine.walls import (
     W_GAIN,
     W_NX,
@@ -53,22 +61,54 @@ def _vec(a, row, col0):
 
 
 @ti.func
-def _wrap(d, box, per):
-    """Minimum image of ``d`` with the box lengths and periodic flags held in registers."""
-    for a in ti.static(range(3)):
+def _wrap_v(d, box, per):
+    """Minimum image of ``d`` = x_i - x_j with the box held in registers (``box`` = [Lx, Ly, Lz,
+    Lees–Edwards shift s, image speed gamma_dot Lz]) and the x velocity (m/s) of the image of j used:
+    the relative velocity is v_i - v_j - that. z goes first: crossing the z faces shifts x by s
+    (|s| <= Lx/2, so one more shift by Lx restores the x minimum image)."""
+    dvx = d[0] * 0.0
+    if per[2]:
+        if d[2] > 0.5 * box[2]:
+            d[2] -= box[2]
+            d[0] -= box[3]
+            dvx = box[4]
+        elif d[2] < -0.5 * box[2]:
+            d[2] += box[2]
+            d[0] += box[3]
+            dvx = -box[4]
+    for a in ti.static(range(2)):
         if per[a]:
             if d[a] > 0.5 * box[a]:
                 d[a] -= box[a]
             elif d[a] < -0.5 * box[a]:
                 d[a] += box[a]
+    return d, dvx
+
+
+@ti.func
+def _wrap(d, box, per):
+    """Minimum image of ``d`` (Lees–Edwards aware, see `_wrap_v`)."""
+    d, _dvx = _wrap_v(d, box, per)
     return d
 
 
 @ti.func
 def _box(s):
-    box = ti.Vector([s.dom[0], s.dom[1], s.dom[2]])
+    box = ti.Vector([s.dom[0], s.dom[1], s.dom[2], s.dom[D_LE_SHIFT], s.dom[D_LE_DV]])
     per = ti.Vector([s.dom[3] > 0.5, s.dom[4] > 0.5, s.dom[5] > 0.5])
     return box, per
+
+
+@ti.func
+def _advance_shift(s, dt):
+    """s += gamma_dot Lz dt, kept in [-Lx/2, Lx/2) (a serial statement: runs once per step)."""
+    if s.dom[D_LE_DV] != 0.0:
+        sh = s.dom[D_LE_SHIFT] + s.dom[D_LE_DV] * dt
+        if sh >= 0.5 * s.dom[0]:
+            sh -= s.dom[0]
+        elif sh < -0.5 * s.dom[0]:
+            sh += s.dom[0]
+        s.dom[D_LE_SHIFT] = sh
 
 
 @ti.func
@@ -132,7 +172,7 @@ def _particle_forces(i, s, p, nw, dt, g, c_bg, box, per, tangential: ti.template
     ti_ = zero
     for k in range(p.start[i], p.start[i + 1]):
         j = p.j[k]
-        d = _wrap(xi - s.x[j], box, per)
+        d, dvx = _wrap_v(xi - s.x[j], box, per)
         dist2 = d.dot(d)
         rj = s.r[j]
         rs = ri + rj
@@ -153,7 +193,7 @@ def _particle_forces(i, s, p, nw, dt, g, c_bg, box, per, tangential: ti.template
                 rm[1],
                 ri - 0.5 * delta,
                 rj - 0.5 * delta,
-                vi - s.v[j],
+                vi - s.v[j] - ti.Vector([dvx, 0.0, 0.0]),
                 wi,
                 s.w[j],
                 s.table[mi, mj, P_ESTAR],
@@ -311,6 +351,7 @@ def step(
     some particle moved farther than sqrt(trigger_d2) (m) since the last build: then the forces were
     NOT computed; rebuild the list, then call `forces`."""
     dt = s.dom[D_DT]
+    _advance_shift(s, dt)
     ti.loop_config(serialize=True)
     for k in range(nw):
         _move_wall(s, k, dt)
@@ -332,7 +373,17 @@ def step(
         vi = vi + 0.5 * dt * im_i * fi
         wi = wi + 0.5 * dt * iI_i * ti_
         xi = s.x[i] + dt * vi
-        for a in ti.static(range(3)):
+        # z first: a Lees–Edwards crossing shifts x (by at most Lx/2), which the x wrap then folds.
+        if per[2]:
+            if xi[2] >= box[2]:
+                xi[2] -= box[2]
+                xi[0] -= box[3]
+                vi[0] -= box[4]
+            elif xi[2] < 0.0:
+                xi[2] += box[2]
+                xi[0] += box[3]
+                vi[0] += box[4]
+        for a in ti.static(range(2)):
             if per[a]:
                 if xi[a] >= box[a]:
                     xi[a] -= box[a]

@@ -31,7 +31,7 @@ import numpy as np
 import taichi as ti
 
 from electrodem.engine.scan import exclusive_scan, scratch_size
-from electrodem.engine.state import acquire, release, round_capacity
+from electrodem.engine.state import D_LE_SHIFT, acquire, release, round_capacity
 from electrodem.engine.walls import MAX_WALLS
 
 LEVEL_RATIO = 2.0
@@ -48,11 +48,20 @@ def pair_capacity(m: int) -> int:
 
 @ti.func
 def min_image(d, dom):
-    """Minimum-image vector on periodic axes; ``dom`` = [Lx, Ly, Lz, px, py, pz, ...].
+    """Minimum-image vector on periodic axes; ``dom`` = [Lx, Ly, Lz, px, py, pz, ...] (layout in
+    `electrodem.engine.integrate`), Lees–Edwards aware: crossing the z faces also shifts x by the
+    image offset s (|s| <= Lx/2), so z is folded first.
 
     Positions on a periodic axis lie in [0, L], so one shift by L is enough (and, unlike
     ``L * round(d / L)``, needs neither a division nor a libm call)."""
-    for a in ti.static(range(3)):
+    if dom[5] > 0.5:
+        if d[2] > 0.5 * dom[2]:
+            d[2] -= dom[2]
+            d[0] -= dom[D_LE_SHIFT]
+        elif d[2] < -0.5 * dom[2]:
+            d[2] += dom[2]
+            d[0] += dom[D_LE_SHIFT]
+    for a in ti.static(range(2)):
         if dom[3 + a] > 0.5:
             if d[a] > 0.5 * dom[a]:
                 d[a] -= dom[a]
@@ -243,6 +252,49 @@ def _visit(i, xi, ri, li, lvl, lo, hi, s, p, skin, cnt, slot, fill: ti.template(
     return cnt, slot
 
 
+@ti.func
+def _visit_sheared(i, xi, ri, li, lvl, q, lz, cz, ly, cy, s, c, p, skin, cnt, slot, fill: ti.template()):
+    """The cells of i's window that lie across a z face under Lees–Edwards shear: the image there is
+    offset by s in x, so the 3-cell x window is centred on the cell of x_i -/+ s (crossing up/down).
+    The shift moves on between builds by less than the skin (`Simulation` rebuilds before), and the
+    cells are >= 2 r_max + skin wide, so the window still holds every partner within the cut-off."""
+    nx, ny, nz = c.gint[lvl, 0], c.gint[lvl, 1], c.gint[lvl, 2]
+    for oz in range(cz):
+        raw = lz + oz
+        if nz >= 3 and (raw < 0 or raw >= nz):
+            kz = (raw + nz) % nz
+            xs = xi[0] + s.dom[D_LE_SHIFT]
+            if raw >= nz:
+                xs = xi[0] - s.dom[D_LE_SHIFT]
+            if xs >= s.dom[0]:
+                xs -= s.dom[0]
+            elif xs < 0.0:
+                xs += s.dom[0]
+            qx = ti.min(ti.max(ti.floor(xs / c.ginfo[lvl, 3], ti.i32), 0), nx - 1)
+            lx, cx = _axis_range(qx, nx, True)
+            for oy in range(cy):
+                ky = (ly + oy + ny) % ny
+                for ox in range(cx):
+                    kx = (lx + ox + nx) % nx
+                    cell = c.gint[lvl, 3] + (ky * nx + kx) * nz + kz
+                    cnt, slot = _visit(
+                        i,
+                        xi,
+                        ri,
+                        li,
+                        lvl,
+                        c.cell_start[cell],
+                        c.cell_start[cell + 1],
+                        s,
+                        p,
+                        skin,
+                        cnt,
+                        slot,
+                        fill,
+                    )
+    return cnt, slot
+
+
 @ti.kernel
 def _pairs(
     s: ti.template(),
@@ -252,6 +304,7 @@ def _pairs(
     n_levels: ti.i32,
     skin: float,
     fill: ti.template(),
+    lees: ti.template(),
 ):
     for i in range(n):
         xi = s.x[i]
@@ -267,6 +320,10 @@ def _pairs(
             lx, cx = _axis_range(q[0], nx, s.dom[3] > 0.5)
             ly, cy = _axis_range(q[1], ny, s.dom[4] > 0.5)
             lz, cz = _axis_range(q[2], nz, s.dom[5] > 0.5)
+            if ti.static(lees):
+                if nz < 3:
+                    # The z window does not wrap: partners across the z faces may sit anywhere in x.
+                    lx, cx = 0, nx
             for oy in range(cy):
                 ky = (ly + oy + ny) % ny
                 for ox in range(cx):
@@ -292,6 +349,9 @@ def _pairs(
                     else:
                         for oz in range(cz):
                             kz = (lz + oz + nz) % nz
+                            if ti.static(lees):
+                                if lz + oz < 0 or lz + oz >= nz:
+                                    continue  # across a z face: the shifted window below
                             cnt, slot = _visit(
                                 i,
                                 xi,
@@ -307,6 +367,10 @@ def _pairs(
                                 slot,
                                 fill,
                             )
+            if ti.static(lees):
+                cnt, slot = _visit_sheared(
+                    i, xi, ri, li, lvl, q, lz, cz, ly, cy, s, c, p, skin, cnt, slot, fill
+                )
         if ti.static(not fill):
             s.nb_count[i] = cnt
 
@@ -524,9 +588,19 @@ class NeighborList:
         return ginfo, gint, offset
 
     # ------------------------------------------------------------------ build
-    def build(self, s: object, n: int, box: np.ndarray, periodic: tuple[bool, ...], n_walls: int) -> None:
+    def build(
+        self,
+        s: object,
+        n: int,
+        box: np.ndarray,
+        periodic: tuple[bool, ...],
+        n_walls: int,
+        lees_edwards: bool = False,
+    ) -> None:
         """Re-order the first ``n`` particles of store ``s`` by cell and rebuild the list for them,
-        carrying history over."""
+        carrying history over. ``lees_edwards``: the z images are offset in x by the shift held in
+        ``dom`` (sheared box); the search then also looks at the shifted cells across the z faces."""
+        lees = bool(lees_edwards and periodic[2])
         ginfo, gint, n_cells = self._grids(s, n, box, periodic)
         assert self.cells is not None
         if n_cells > self.cells.n_cells_cap or max(n, n_cells) > self.cells.scan_cap:
@@ -554,13 +628,13 @@ class NeighborList:
             self._grow_pairs(n, self.pairs.p_cap, keep_current=True)
         p = self.pairs
         _save_old(p, n_old, p_old)
-        _pairs(s, c, p, n, self.n_levels, self.skin_m, False)
+        _pairs(s, c, p, n, self.n_levels, self.skin_m, False, lees)
         total = exclusive_scan(s.nb_count, p.start, c.bsum, n)  # type: ignore[attr-defined]
         if total > p.p_cap:
             self._grow_pairs(n, total + total // 5 + 1024, keep_current=False)
             p = self.pairs
             exclusive_scan(s.nb_count, p.start, c.bsum, n)  # type: ignore[attr-defined]
-        _pairs(s, c, p, n, self.n_levels, self.skin_m, True)
+        _pairs(s, c, p, n, self.n_levels, self.skin_m, True, lees)
         if n_old > 0:
             _carry_history(s, p, n, min(n_old, n))
         _reverse_count(s, p, n)

@@ -23,6 +23,7 @@ from electrodem.config import ConfigError
 from electrodem.engine import arch
 from electrodem.engine.extensions import Extension, class_path
 from electrodem.engine.model import ContactModel, Material, MaterialTable, PairOverride
+from electrodem.engine.state import D_LE_DV, D_LE_SHIFT
 from electrodem.engine.walls import MAX_WALLS, N_WALL_COLS, W_PX, W_VX, Wall
 
 
@@ -112,6 +113,11 @@ class Simulation:
     temperature_K : temperature of the particles (K); softens the Thornton–Ning yield pressures of
         materials with a softening range (`Material.softening_factor`); change it with
         `set_temperature`.
+
+    shear_rate_per_s : Lees–Edwards simple shear rate gamma_dot (1/s) of a fully periodic box: flow
+        along x, gradient along z, streaming profile u_x = gamma_dot (z - Lz/2); the image above the
+        box is offset by s(t) = gamma_dot Lz t (mod Lx). 0 (default) is a plain periodic box. See
+        `set_shear_rate`, `stress_tensor` and `electrodem.engine.shear`.
     """
 
     def __init__(
@@ -132,6 +138,7 @@ class Simulation:
         guards: Guards | None = None,
         options: arch.EngineOptions | None = None,
         temperature_K: float = 293.15,
+        shear_rate_per_s: float = 0.0,
     ) -> None:
         self.options = arch.init(options) if options is not None else arch.ensure_init()
         self._generation = arch.generation()
@@ -167,6 +174,11 @@ class Simulation:
         if not background_damping_per_s >= 0:
             raise ConfigError("background_damping_per_s", background_damping_per_s, ">= 0 (1/s)")
         self._dt_fixed = dt_s
+        self.shear_rate_per_s = 0.0
+        self._le_drift_m = 0.0
+        """Shift change (m, absolute, summed) since the last neighbour build (Lees–Edwards skin budget)."""
+        self._check_shear_rate(shear_rate_per_s)
+        self.shear_rate_per_s = float(shear_rate_per_s)
         self.rayleigh_fraction = rayleigh_fraction
         self.steps_per_contact = steps_per_contact
         self.impact_speed = impact_speed_m_per_s
@@ -232,6 +244,7 @@ class Simulation:
         dom[6:9] = self.gravity
         dom[9] = self.background_damping_per_s
         dom[10] = self.dt_s
+        dom[D_LE_DV] = self.shear_rate_per_s * self.box_m[2]
         s.dom.from_numpy(dom.astype(self.np_real))
         table = np.zeros((MAX_WALLS, N_WALL_COLS))
         mode = np.zeros(MAX_WALLS, np.int32)
@@ -519,6 +532,63 @@ class Simulation:
             # The stored forces used the old yield pressures: recompute them before the next kick.
             self._forces_valid = False
 
+    # ------------------------------------------------------------------ Lees–Edwards shear
+    def _check_shear_rate(self, rate: float) -> None:
+        if not (isinstance(rate, (int, float, np.floating)) and math.isfinite(rate)):
+            raise ConfigError("shear_rate_per_s", rate, "a finite number (1/s)")
+        if rate != 0.0 and not all(self.periodic):
+            raise ConfigError(
+                "shear_rate_per_s", rate, "0 unless the box is periodic on x, y and z (Lees–Edwards)"
+            )
+
+    def set_shear_rate(self, rate_per_s: float) -> None:
+        """Set the Lees–Edwards shear rate gamma_dot (1/s; flow x, gradient z). The image shift
+        accumulated so far is kept; 0 stops the shear (the box stays offset by the current shift).
+        Particle velocities are not changed: see `electrodem.engine.shear.impose_affine_velocity`."""
+        self._check_shear_rate(rate_per_s)
+        self.shear_rate_per_s = float(rate_per_s)
+        self._set_dom(D_LE_DV, self.shear_rate_per_s * float(self.box_m[2]))
+
+    @property
+    def lees_edwards_shift_m(self) -> float:
+        """Current x offset s (m) of the periodic image above the box, in [-Lx/2, Lx/2)."""
+        return float(self._store.dom[D_LE_SHIFT])
+
+    def set_lees_edwards_shift(self, shift_m: float) -> None:
+        """Set the image offset s (m; folded into [-Lx/2, Lx/2)); the neighbour list is rebuilt."""
+        if not math.isfinite(shift_m):
+            raise ConfigError("shift_m", shift_m, "a finite length (m)")
+        if shift_m != 0.0 and not all(self.periodic):
+            raise ConfigError("shift_m", shift_m, "0 unless the box is periodic on x, y and z")
+        lx = float(self.box_m[0])
+        self._set_dom(D_LE_SHIFT, (shift_m + 0.5 * lx) % lx - 0.5 * lx)
+        self._list_valid = False
+        self._forces_valid = False
+
+    @property
+    def _lees_edwards(self) -> bool:
+        return self.periodic[2] and (self.shear_rate_per_s != 0.0 or self.lees_edwards_shift_m != 0.0)
+
+    def stress_tensor(self, regions: int | None = None, kinetic: bool = True) -> np.ndarray:
+        """Stress tensor (Pa), compressive positive: sigma = (1/V) [sum over contacts f_ij (x) d_ij
+        + sum over particles m v' (x) v'] with f_ij the contact force on i from j, d_ij = x_i - x_j
+        (minimum image) and v' = v - gamma_dot (z - Lz/2) e_x the velocity relative to the shear flow.
+        Forces are those of the last force evaluation; wall and extension forces are not included.
+        V is the box volume (all three lengths of ``box_m``).
+
+        regions : None for the whole box -> (3, 3); an integer k for k horizontal slabs of equal
+            height in z -> (k, 3, 3) (each pair counted in the slab of its mid-point, each particle in
+            the slab of its centre; the slab stresses average to the box stress).
+        kinetic : include the kinetic (streaming-corrected) part.
+        """
+        from electrodem.engine.stress import stress_tensor
+
+        if regions is not None and not (isinstance(regions, (int, np.integer)) and regions >= 1):
+            raise ConfigError("regions", regions, "None (whole box) or a number of z slabs >= 1")
+        if not self._forces_valid:
+            self._prime()
+        return stress_tensor(self, 1 if regions is None else int(regions), kinetic, regions is None)
+
     def set_wall(self, index: int, **changes: Any) -> None:
         """Change a wall's fields (e.g. ``mode``, ``velocity_m_per_s``, ``target_force_N``); its current
         position is kept unless ``point_m`` is given."""
@@ -534,8 +604,11 @@ class Simulation:
 
     # ------------------------------------------------------------------ stepping
     def _rebuild(self) -> None:
-        self._nl.build(self._store, self.n, self.box_m, self.periodic, len(self.walls))
+        self._nl.build(
+            self._store, self.n, self.box_m, self.periodic, len(self.walls), lees_edwards=self._lees_edwards
+        )
         self._list_valid = True
+        self._le_drift_m = 0.0
 
     def _prime(self) -> None:
         """Forces at the current state without advancing (history is not incremented: dt = 0)."""
@@ -574,8 +647,16 @@ class Simulation:
         ext = bool(self.extensions)
         dt = self.dt_s
         pending = False
+        # Lees–Edwards: pairs across the z faces also move apart by the shift change ds since the
+        # build, and a particle that crossed a face is measured against its reference with an error
+        # up to ds; so rebuild when a particle moved more than skin/2 - 1.5 ds (or ds > skin/4).
+        dshift = abs(self.shear_rate_per_s * float(self.box_m[2])) * dt
         try:
             for t in range(k):
+                if dshift > 0.0:
+                    self._le_drift_m += dshift
+                    h = 0.5 * nl.skin_m - 1.5 * self._le_drift_m
+                    trigger = h * h if h > 0.125 * nl.skin_m else -1.0
                 if not step(s, nl.pairs, n, nw, 1 if t else 0, trigger, tang, roll):
                     pending = True
                     self._rebuild()
@@ -697,10 +778,19 @@ class Simulation:
         )
 
     # ------------------------------------------------------------------ guards
+    def _kinetic_for_budget(self, d: dict[str, float]) -> float:
+        """Kinetic energy for the energy guard (J): under Lees–Edwards shear the translational part
+        relative to the shear flow (a face crossing changes v_x by gamma_dot Lz, not the physics)."""
+        if not self._lees_edwards:
+            return d["kinetic_energy_J"]
+        vol = float(np.prod(self.box_m))
+        kin = np.trace(self.stress_tensor(kinetic=True) - self.stress_tensor(kinetic=False))
+        return 0.5 * vol * float(kin) + d["kinetic_rotational_J"]
+
     def _energy_available_reference(self) -> float:
         d = self.diagnostics()
         return (
-            d["kinetic_energy_J"]
+            self._kinetic_for_budget(d)
             + d["elastic_energy_J"]
             + d["gravity_potential_J"]
             - sum(e.work_done_J(self) for e in self.extensions)
@@ -738,13 +828,22 @@ class Simulation:
                     * self.guards.every_steps
                     * self.dt_s
                 )
+            if self.shear_rate_per_s != 0.0:
+                # Work of the Lees–Edwards boundaries since the last check: tau |gamma_dot| V dt per step.
+                sigma = self.stress_tensor()
+                self._wall_work_J += (
+                    abs(float(sigma[0, 2]) * self.shear_rate_per_s)
+                    * float(np.prod(self.box_m))
+                    * self.guards.every_steps
+                    * self.dt_s
+                )
             budget = (
                 (self._energy_ref or 0.0)
                 - d["gravity_potential_J"]
                 + self._wall_work_J
                 + sum(e.work_done_J(self) for e in self.extensions)
             )
-            energy = d["kinetic_energy_J"] + d["elastic_energy_J"]
+            energy = self._kinetic_for_budget(d) + d["elastic_energy_J"]
             # Energies are sums over n particles in the run's precision: a budget smaller than their
             # round-off (easily reached in f32, where the potential energy carries ~1e-7 relative
             # error) says nothing, so it counts as that round-off.
@@ -934,6 +1033,8 @@ class Simulation:
             "gravity_m_per_s2": self.gravity.tolist(),
             "background_damping_per_s": self.background_damping_per_s,
             "temperature_K": self.temperature_K,
+            "shear_rate_per_s": self.shear_rate_per_s,
+            "lees_edwards_shift_m": self.lees_edwards_shift_m,
             "time_step": asdict(self.time_step_report) if self.time_step_report else None,
             "dt_fixed_s": self._dt_fixed,
             "rayleigh_fraction": self.rayleigh_fraction,

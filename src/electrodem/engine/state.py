@@ -36,7 +36,11 @@ from electrodem.engine.walls import MAX_WALLS, N_WALL_COLS
 
 VEC_FIELDS = ("x", "v", "w", "f", "tq")
 SCALAR_FIELDS = ("r", "invm", "invI")
-DOM_SIZE = 11
+DOM_SIZE = 13
+D_LE_SHIFT, D_LE_DV = 11, 12
+"""Lees–Edwards slots of ``dom`` (after the 11 of `electrodem.engine.integrate`): the x offset s (m) of
+the periodic image above the box (z + Lz), kept in [-Lx/2, Lx/2), and that image's x velocity
+gamma_dot Lz (m/s). Both are 0 for a plain box, so the kernels pay nothing extra then."""
 N_DIAG = 9
 
 T_CN, T_CT = N_PAIR_PROPS, N_PAIR_PROPS + 1
