@@ -19,7 +19,9 @@ The list holds every pair closer than r_i + r_j + skin and is rebuilt when some 
 more than skin/2 since the last build. Per-pair tangential and rolling history is carried over from
 the previous list at each rebuild (the old pairs with non-zero history are found in the new list, in
 either ownership order, negated when the owner changed), so it survives rebuilds, re-ordering and
-particle additions. Every index the host sees is external (order of addition): the ``ext`` field of
+particle additions. The same holds for the per-pair JKR contact flag ``hc`` (allocated only with
+``cohesion``; a bonded pair at negative overlap has zero tangential history but must keep its flag).
+Every index the host sees is external (order of addition): the ``ext`` field of
 the particle store maps internal indices to it.
 """
 
@@ -96,12 +98,14 @@ class PairStore:
     loop two divisions per contact and step.
 
     Each array has its own contiguous storage except pair_f/pair_tj, which are written and read
-    together. Rolling history (hr, old_hr) takes memory only when ``rolling`` is set."""
+    together. Rolling history (hr, old_hr) takes memory only when ``rolling`` is set, the JKR contact
+    flag (hc, old_hc: 1 while the pair's adhesive contact exists) only when ``cohesion`` is."""
 
-    def __init__(self, n_cap: int, p_cap: int, real: object, rolling: bool) -> None:
+    def __init__(self, n_cap: int, p_cap: int, real: object, rolling: bool, cohesion: bool = False) -> None:
         self.n_cap, self.p_cap = n_cap, p_cap
         self.rolling = rolling
-        self.pool_key = (n_cap, p_cap, real, rolling)
+        self.cohesion = cohesion
+        self.pool_key = (n_cap, p_cap, real, rolling, cohesion)
         vec = ti.types.vector(3, real)
         fb = ti.FieldsBuilder()
         for name in ("start", "old_start", "rev_start"):
@@ -113,6 +117,9 @@ class PairStore:
         for name in ("ht", "old_ht", "hr", "old_hr"):
             setattr(self, name, ti.field(vec))
             fb.dense(ti.i, p_cap if rolling or name.endswith("ht") else 1).place(getattr(self, name))
+        for name in ("hc", "old_hc"):
+            setattr(self, name, ti.field(ti.i32))
+            fb.dense(ti.i, p_cap if cohesion else 1).place(getattr(self, name))
         self.rm = ti.field(ti.types.vector(2, real))
         fb.dense(ti.i, p_cap).place(self.rm)
         self.pair_f = ti.field(vec)
@@ -228,6 +235,8 @@ def _visit(i, xi, ri, li, lvl, lo, hi, s, p, skin, cnt, slot, fill: ti.template(
                 p.ht[slot] = xi * 0.0
                 if ti.static(p.rolling):
                     p.hr[slot] = xi * 0.0
+                if ti.static(p.cohesion):
+                    p.hc[slot] = 0
                 slot += 1
             else:
                 cnt += 1
@@ -343,7 +352,7 @@ def permute_particles(s: ti.template(), n: ti.i32, nw: ti.i32):
 
 
 @ti.func
-def _set_history(owner, partner, h_t, h_r, p):
+def _set_history(owner, partner, h_t, h_r, h_c, p):
     """Give pair (owner, partner) of the new list the history (h_t, h_r); if the new list has the pair
     the other way round, the owner's view is the negated one. Returns whether the pair was found."""
     found = False
@@ -352,6 +361,8 @@ def _set_history(owner, partner, h_t, h_r, p):
             p.ht[k] = h_t
             if ti.static(p.rolling):
                 p.hr[k] = h_r
+            if ti.static(p.cohesion):
+                p.hc[k] = h_c
             found = True
             break
     if not found:
@@ -360,6 +371,8 @@ def _set_history(owner, partner, h_t, h_r, p):
                 p.ht[k] = -h_t
                 if ti.static(p.rolling):
                     p.hr[k] = -h_r
+                if ti.static(p.cohesion):
+                    p.hc[k] = h_c
                 found = True
                 break
     return found
@@ -380,8 +393,11 @@ def _carry_history(s: ti.template(), p: ti.template(), n: ti.i32, n_old: ti.i32)
             h_r = h_t * 0.0
             if ti.static(p.rolling):
                 h_r = p.old_hr[k]
-            if h_t.any() or h_r.any():
-                _set_history(s.cell_of[oi], s.cell_of[p.old_j[k]], h_t, h_r, p)
+            h_c = 0
+            if ti.static(p.cohesion):
+                h_c = p.old_hc[k]
+            if h_t.any() or h_r.any() or h_c != 0:
+                _set_history(s.cell_of[oi], s.cell_of[p.old_j[k]], h_t, h_r, h_c, p)
 
 
 @ti.kernel
@@ -393,6 +409,8 @@ def _save_old(p: ti.template(), n_old: ti.i32, n_pairs: ti.i32):
         p.old_ht[k] = p.ht[k]
         if ti.static(p.rolling):
             p.old_hr[k] = p.hr[k]
+        if ti.static(p.cohesion):
+            p.old_hc[k] = p.hc[k]
 
 
 @ti.kernel
@@ -426,11 +444,13 @@ def _copy_positions(s: ti.template(), n: ti.i32):
 class NeighborList:
     """Owns the cell and pair stores and rebuilds the half list (see module docstring).
 
-    ``rolling``: whether pairs carry rolling history (memory for it is allocated only then)."""
+    ``rolling``: whether pairs carry rolling history (memory for it is allocated only then);
+    ``cohesion``: whether they carry the JKR contact flag."""
 
-    def __init__(self, real: object, rolling: bool = False) -> None:
+    def __init__(self, real: object, rolling: bool = False, cohesion: bool = False) -> None:
         self.real = real
         self.rolling = bool(rolling)
+        self.cohesion = bool(cohesion)
         self.cells: CellStore | None = None
         self.pairs: PairStore | None = None
         self.n = 0
@@ -449,7 +469,9 @@ class NeighborList:
         self._order_store = None
 
     def _new_pairs(self, n_cap: int, p_cap: int) -> PairStore:
-        return acquire(PairStore, round_capacity(n_cap), pair_capacity(p_cap), self.real, self.rolling)
+        return acquire(
+            PairStore, round_capacity(n_cap), pair_capacity(p_cap), self.real, self.rolling, self.cohesion
+        )
 
     # ------------------------------------------------------------------ levels and grids
     def assign_levels(self, s: object, radii: np.ndarray, skin_m: float) -> None:
@@ -555,6 +577,8 @@ class NeighborList:
         names = ["start", "j", "ht"] if keep_current else ["old_start", "old_j", "old_ht"]
         if self.rolling:
             names.append("hr" if keep_current else "old_hr")
+        if self.cohesion:
+            names.append("hc" if keep_current else "old_hc")
         for name in names:
             src = getattr(old, name).to_numpy()
             dst = getattr(new, name).to_numpy()
@@ -588,14 +612,21 @@ class NeighborList:
 
     def history_numpy(self) -> dict[str, np.ndarray]:
         """Pairs of the current list (external indices) with their tangential (m) and rolling (N m)
-        history."""
+        history and JKR contact flag ``hc`` (int32)."""
         i, j = self.pairs_numpy()
         p = self.n_pairs
         if self.pairs is None:
-            return {"i": i, "j": j, "ht": np.zeros((0, 3)), "hr": np.zeros((0, 3))}
+            return {
+                "i": i,
+                "j": j,
+                "ht": np.zeros((0, 3)),
+                "hr": np.zeros((0, 3)),
+                "hc": np.zeros(0, np.int32),
+            }
         ht = self.pairs.ht.to_numpy()[:p].astype(np.float64)
         hr = self.pairs.hr.to_numpy()[:p].astype(np.float64) if self.rolling else np.zeros((p, 3))
-        return {"i": i, "j": j, "ht": ht, "hr": hr}
+        hc = self.pairs.hc.to_numpy()[:p].astype(np.int32) if self.cohesion else np.zeros(p, np.int32)
+        return {"i": i, "j": j, "ht": ht, "hr": hr, "hc": hc}
 
     def load_history(self, hist: dict[str, np.ndarray], n: int) -> None:
         """Install (i, j, ht, hr), with i, j the particles' current indices (external order, which
@@ -615,8 +646,11 @@ class NeighborList:
         names = [("j", j[order]), ("ht", np.asarray(hist["ht"])[order])]
         if self.rolling:
             names.append(("hr", np.asarray(hist["hr"])[order]))
+        if self.cohesion:
+            # Checkpoints written before the flag existed have none: every pair starts detached.
+            names.append(("hc", np.asarray(hist.get("hc", np.zeros(m)))[order]))
         for name, arr in names:
             dst = getattr(self.pairs, name).to_numpy()
             dst[:m] = arr
-            getattr(self.pairs, name).from_numpy(dst.astype(np.int32 if name == "j" else np_real))
+            getattr(self.pairs, name).from_numpy(dst.astype(np.int32 if name in ("j", "hc") else np_real))
         self.n, self.n_pairs = n, m
