@@ -2,8 +2,8 @@
 
 Holds particles (positions, velocities, spins, forces and torques of the last step so the next half
 kick is exact), per-pair and per-wall contact history (with the largest overlaps of the Thornton–Ning
-law), the temperature, wall positions/velocities/forces, step, time, time step and the model
-description, so `read_checkpoint` continues the run where it stopped.
+law and the JKR contact flags), the temperature, wall positions/velocities/forces, step, time, time
+step and the model description, so `read_checkpoint` continues the run where it stopped.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ FORMAT = 1
 def capture(sim: Any) -> dict[str, Any]:
     """In-memory copy of everything a checkpoint holds."""
     st = sim._store.particles_to_numpy(sim.n)
+    st["wbond"] = sim._wall_bonds()
     glob = sim._store.globals_to_numpy()
     hist = (
         sim._nl.history_numpy()
@@ -34,6 +35,7 @@ def capture(sim: Any) -> dict[str, Any]:
             "ht": np.zeros((0, 3)),
             "hr": np.zeros((0, 3)),
             "dm": np.zeros(0),
+            "hc": np.zeros(0, np.int32),
         }
     )
     desc = sim.describe()
@@ -140,6 +142,8 @@ def read_checkpoint(cls: Any, path: Path, options: Any = None) -> Any:
     )
     st = sim._store
     st.particles_from_numpy(p)
+    if "wbond" in p:
+        sim._set_wall_bonds(p["wbond"])
     np_real = sim.np_real
     st.walls.from_numpy(data["walls"].astype(np_real))
     st.wforce.from_numpy(data["wforce"].astype(np_real))

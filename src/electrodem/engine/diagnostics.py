@@ -2,9 +2,10 @@
 
 import taichi as ti
 
+from electrodem.engine.cohesion import cohesive_energy as cohesive_energy_of
 from electrodem.engine.contact import thornton_ning_normal
-from electrodem.engine.integrate import D_G, _vec
-from electrodem.engine.model import P_ESTAR, P_PY
+from electrodem.engine.integrate import D_G, WALL_BOND_BIT, _vec
+from electrodem.engine.model import P_D0, P_DCUT, P_ESTAR, P_HAM, P_PY, P_W
 from electrodem.engine.neighbors import min_image
 from electrodem.engine.walls import MAX_WALLS, W_NX, W_PX
 
@@ -131,3 +132,50 @@ def wall_overlaps(s: ti.template(), n: ti.i32, wk: ti.i32, out: ti.types.ndarray
     """Overlap (m) of every particle with wall ``wk`` (<= 0 means no contact)."""
     for i in range(n):
         out[i] = s.r[i] - (s.x[i] - _vec(s.walls, wk, W_PX)).dot(_vec(s.walls, wk, W_NX))
+
+
+@ti.kernel
+def cohesive_energy(
+    s: ti.template(), p: ti.template(), n: ti.i32, nw: ti.i32, cohesion: ti.template()
+) -> float:
+    """Cohesive potential energy (J, <= 0) of all pairs and wall contacts for cohesion model
+    ``cohesion`` (see `electrodem.engine.cohesion.cohesive_energy`); JKR counts the pairs whose contact
+    flag is set or that overlap."""
+    total = 0.0
+    for i in range(n):
+        xi, ri, mi = s.x[i], s.r[i], s.mat[i]
+        for k in range(p.start[i], p.start[i + 1]):
+            j = p.j[k]
+            mj = s.mat[j]
+            d = min_image(xi - s.x[j], s.dom)
+            bonded = 0
+            if ti.static(cohesion == 1):
+                bonded = p.hc[k]
+            total += cohesive_energy_of(
+                ri + s.r[j] - d.norm(),
+                p.rm[k][0],
+                s.table[mi, mj, P_ESTAR],
+                s.table[mi, mj, P_W],
+                s.table[mi, mj, P_HAM],
+                s.table[mi, mj, P_D0],
+                s.table[mi, mj, P_DCUT],
+                bonded,
+                cohesion,
+            )
+        if s.invm[i] > 0.0:
+            for wk in ti.static(range(MAX_WALLS)):
+                if wk < nw:
+                    mw = s.wmat[wk]
+                    delta = ri - (xi - _vec(s.walls, wk, W_PX)).dot(_vec(s.walls, wk, W_NX))
+                    total += cohesive_energy_of(
+                        delta,
+                        ri,
+                        s.table[mi, mw, P_ESTAR],
+                        s.table[mi, mw, P_W],
+                        s.table[mi, mw, P_HAM],
+                        s.table[mi, mw, P_D0],
+                        s.table[mi, mw, P_DCUT],
+                        (s.wflag[i] >> (WALL_BOND_BIT + wk)) & 1,
+                        cohesion,
+                    )
+    return total

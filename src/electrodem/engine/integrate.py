@@ -40,8 +40,20 @@ import math
 import numpy as np
 import taichi as ti
 
+from electrodem.engine.cohesion import cohesive_normal_force
 from electrodem.engine.contact import contact_law
-from electrodem.engine.model import P_ESTAR, P_ETA, P_GSTAR, P_MU, P_MUR, P_PY
+from electrodem.engine.model import (
+    P_D0,
+    P_DCUT,
+    P_ESTAR,
+    P_ETA,
+    P_GSTAR,
+    P_HAM,
+    P_MU,
+    P_MUR,
+    P_PY,
+    P_W,
+)
 from electrodem.engine.state import D_LE_DV, D_LE_SHIFT, T_CN, T_CT
 from electrodem.engine.walls import (
     W_GAIN,
@@ -138,6 +150,11 @@ def _gather(i, s, p):
     return fi, ti_
 
 
+WALL_BOND_BIT = 8
+"""``wflag`` bit WALL_BOND_BIT + k is set while particle i has a JKR contact with wall k (bits 0..k
+flag the tangential history; MAX_WALLS <= 8)."""
+
+
 @ti.func
 def _plastic_inputs(s, delta, dm: ti.template(), k, mi, mj):
     """(largest overlap so far including this step (m), yield pressure (Pa)) of pair k; zeros (unused)
@@ -162,7 +179,60 @@ def _plastic_inputs_wall(s, delta, i, wk, mi, mw):
 
 
 @ti.func
-def _particle_forces(i, s, p, nw, dt, g, c_bg, box, per, tangential: ti.template(), rolling: ti.template()):
+def _cohesion(s, mi, mj, delta, r_star, bonded, cohesion: ti.template()):
+    """Cohesive normal force (N, repulsive > 0) and JKR flag of a pair of materials mi, mj (see
+    `electrodem.engine.cohesion.cohesive_normal_force`)."""
+    return cohesive_normal_force(
+        delta,
+        r_star,
+        s.table[mi, mj, P_ESTAR],
+        s.table[mi, mj, P_W],
+        s.table[mi, mj, P_HAM],
+        s.table[mi, mj, P_D0],
+        s.table[mi, mj, P_DCUT],
+        bonded,
+        cohesion,
+    )
+
+
+@ti.func
+def _apart_cohesion(d, dist2, rs, r_star, mi, mj, s, p, k, cohesion: ti.template()):
+    """Cohesive force on i (N) of listed pair k whose spheres do not overlap: a JKR contact stretched
+    to negative overlap, or van der Waals attraction across the gap; updates the JKR flag."""
+    f = d * 0.0
+    look = False
+    if ti.static(cohesion == 1):
+        look = p.hc[k] != 0
+    if ti.static(cohesion == 2):
+        reach = rs + s.table[mi, mj, P_DCUT]
+        look = dist2 < reach * reach
+    if look:
+        dist = ti.sqrt(dist2)
+        bonded = 0
+        if ti.static(cohesion == 1):
+            bonded = p.hc[k]
+        fn, flag = _cohesion(s, mi, mj, rs - dist, r_star, bonded, cohesion)
+        if ti.static(cohesion == 1):
+            p.hc[k] = flag
+        f = d * (fn / dist)
+    return f
+
+
+@ti.func
+def _particle_forces(
+    i,
+    s,
+    p,
+    nw,
+    dt,
+    g,
+    c_bg,
+    box,
+    per,
+    tangential: ti.template(),
+    rolling: ti.template(),
+    cohesion: ti.template(),
+):
     """Owner share of particle i's force and torque: its pairs, its wall contacts, gravity and
     background damping; stores pair forces and updates pair and wall history."""
     xi, vi, wi, ri, mi = s.x[i], s.v[i], s.w[i], s.r[i], s.mat[i]
@@ -218,6 +288,14 @@ def _particle_forces(i, s, p, nw, dt, g, c_bg, box, per, tangential: ti.template
                 p.ht[k] = h_t
             if ti.static(rolling == 2):
                 p.hr[k] = h_r
+            if ti.static(cohesion):
+                bonded = 0
+                if ti.static(cohesion == 1):
+                    bonded = p.hc[k]
+                f_c, flag = _cohesion(s, mi, mj, delta, rm[0], bonded, cohesion)
+                if ti.static(cohesion == 1):
+                    p.hc[k] = flag
+                force += f_c * nrm
             p.pair_f[k] = force
             p.pair_tj[k] = t_j
             fi += force
@@ -236,6 +314,10 @@ def _particle_forces(i, s, p, nw, dt, g, c_bg, box, per, tangential: ti.template
                     p.dm[k] = 0.0
             p.pair_f[k] = zero
             p.pair_tj[k] = zero
+            if ti.static(cohesion):
+                f_c = _apart_cohesion(d, dist2, rs, p.rm[k][0], mi, s.mat[j], s, p, k, cohesion)
+                p.pair_f[k] = f_c
+                fi += f_c
     flags = s.wflag[i]
     new_flags = 0
     for wk in range(nw):
@@ -278,16 +360,30 @@ def _particle_forces(i, s, p, nw, dt, g, c_bg, box, per, tangential: ti.template
                 s.wdm[i, wk] = d_max
             if ti.static(rolling == 2):
                 s.whr[i, wk] = h_r
+            if ti.static(cohesion):
+                f_c, flag = _cohesion(s, mi, mw, delta, ri, (flags >> (WALL_BOND_BIT + wk)) & 1, cohesion)
+                new_flags |= flag << (WALL_BOND_BIT + wk)
+                force += f_c * nrm
             new_flags |= 1 << wk
             fi += force
             ti_ += t_i
             s.wforce[wk] -= force
-        elif flags & (1 << wk):
-            s.wht[i, wk] = zero
-            if ti.static(rolling == 2):
-                s.whr[i, wk] = zero
-            if ti.static(s.plastic):
-                s.wdm[i, wk] = 0.0
+        else:
+            if flags & (1 << wk):
+                s.wht[i, wk] = zero
+                if ti.static(rolling == 2):
+                    s.whr[i, wk] = zero
+                if ti.static(s.plastic):
+                    s.wdm[i, wk] = 0.0
+            if ti.static(cohesion):
+                if im_i > 0.0:
+                    # Apart from the wall: JKR contact stretched to negative overlap, or vdW across the gap.
+                    bond = (flags >> (WALL_BOND_BIT + wk)) & 1
+                    f_n, flag = _cohesion(s, mi, s.wmat[wk], delta, ri, bond, cohesion)
+                    new_flags |= flag << (WALL_BOND_BIT + wk)
+                    if f_n != 0.0:
+                        fi += f_n * nrm
+                        s.wforce[wk] -= f_n * nrm
     if new_flags != flags:
         s.wflag[i] = new_flags
     if im_i > 0.0:
@@ -311,6 +407,7 @@ def forces(
     nw: ti.i32,
     tangential: ti.template(),
     rolling: ti.template(),
+    cohesion: ti.template(),
 ):
     """Owner shares of all forces at the current state (after a rebuild, or to prime a run)."""
     ti.loop_config(serialize=True)
@@ -321,7 +418,7 @@ def forces(
     c_bg = s.dom[D_BG]
     box, per = _box(s)
     for i in range(n):
-        _particle_forces(i, s, p, nw, dt, g, c_bg, box, per, tangential, rolling)
+        _particle_forces(i, s, p, nw, dt, g, c_bg, box, per, tangential, rolling, cohesion)
 
 
 @ti.kernel
@@ -346,6 +443,7 @@ def step(
     trigger_d2: float,
     tangential: ti.template(),
     rolling: ti.template(),
+    cohesion: ti.template(),
 ) -> ti.i32:
     """One velocity-Verlet step (see module docstring). Returns 1 when the forces were computed, 0 when
     some particle moved farther than sqrt(trigger_d2) (m) since the last build: then the forces were
@@ -405,7 +503,7 @@ def step(
     c_bg = s.dom[D_BG]
     for i in range(n):
         if ok:
-            _particle_forces(i, s, p, nw, dt, g, c_bg, box, per, tangential, rolling)
+            _particle_forces(i, s, p, nw, dt, g, c_bg, box, per, tangential, rolling, cohesion)
     return ok
 
 

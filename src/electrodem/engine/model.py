@@ -13,6 +13,11 @@ A contact law is assembled from named sub-models (LAMMPS-granular style):
 * ``rolling``: ``none``, ``constant`` (constant directional torque mu_r R* F_n opposing the relative
   rolling) or ``epsd`` (elastic–plastic spring-dashpot, Ai et al. 2011: spring k_r = 2.25 S_n mu_r^2 R*^2,
   capped at mu_r R* F_n, plus a dashpot of damping ratio 0.3 while below the cap).
+* ``cohesion``: ``none``, ``jkr`` (Johnson–Kendall–Roberts adhesion with work of adhesion W per pair;
+  pull-off force 3/2 pi W R*) or ``vdw`` (van der Waals attraction A R* / (6 D^2) of Hamaker constant A,
+  gap D floored at ``vdw_min_separation_m``, zero beyond ``vdw_cutoff_m``). The two are exclusive:
+  JKR's W already is the adhesion that the Hamaker force integrates to (W = A / (24 pi D_0^2)), so
+  adding both would count it twice. See `electrodem.engine.cohesion`.
 
 Pair properties follow mixing rules (E*, G* from both moduli; restitution, friction and rolling
 friction as geometric means) and can be overridden per material pair.
@@ -43,12 +48,15 @@ NORMAL_MODELS = ("hertz", "thornton_ning")
 DAMPING_MODELS = ("restitution", "none")
 TANGENTIAL_MODELS = ("mindlin", "none")
 ROLLING_MODELS = ("none", "constant", "epsd")
+COHESION_MODELS = ("none", "jkr", "vdw")
 
 # Columns of the pair-property table handed to the kernels: E* (Pa), G* (Pa), damping factor eta,
 # friction mu, rolling friction mu_r, plastic yield (limiting contact) pressure p_y (Pa, 0 = elastic),
-# surface energy W (J/m^2, 0 = no JKR cohesion), Hamaker constant A (J, 0 = no van der Waals).
+# surface energy W (J/m^2, 0 = no JKR cohesion), Hamaker constant A (J, 0 = no van der Waals), then
+# the van der Waals minimum separation D_0 and cut-off gap (m) of the pair.
 P_ESTAR, P_GSTAR, P_ETA, P_MU, P_MUR, P_PY, P_W, P_HAM = range(8)
-N_PAIR_PROPS = 8
+P_D0, P_DCUT = 8, 9
+N_PAIR_PROPS = 10
 
 SOFTENING_FLOOR = 0.02
 """Fraction of the yield pressure left at and above the melting temperature."""
@@ -76,6 +84,8 @@ class Material:
     yield_pressure_Pa: float | None = None
     softening_onset_K: float | None = None
     melting_K: float | None = None
+    surface_energy_J_per_m2: float = 0.0
+    hamaker_J: float = 0.0
 
     def __post_init__(self) -> None:
         key = f"material[{self.name}]"
@@ -91,6 +101,10 @@ class Material:
             raise ConfigError(f"{key}.friction", self.friction, ">= 0")
         if not self.rolling_friction >= 0:
             raise ConfigError(f"{key}.rolling_friction", self.rolling_friction, ">= 0")
+        if not self.surface_energy_J_per_m2 >= 0:
+            raise ConfigError(f"{key}.surface_energy_J_per_m2", self.surface_energy_J_per_m2, ">= 0 (J/m^2)")
+        if not self.hamaker_J >= 0:
+            raise ConfigError(f"{key}.hamaker_J", self.hamaker_J, ">= 0 (J)")
         if self.yield_pressure_Pa is not None and not (
             self.yield_pressure_Pa >= 0 and math.isfinite(self.yield_pressure_Pa)
         ):
@@ -131,11 +145,16 @@ class Material:
 
 @dataclass(frozen=True)
 class PairOverride:
-    """Surface properties of one material pair that replace the mixing rule (None keeps the mix)."""
+    """Surface properties of one material pair that replace the mixing rule (None keeps the mix).
+
+    ``surface_energy_J_per_m2`` is the pair's work of adhesion W (J/m^2) and ``hamaker_J`` its Hamaker
+    constant A (J); their mixing rules are geometric means."""
 
     restitution: float | None = None
     friction: float | None = None
     rolling_friction: float | None = None
+    surface_energy_J_per_m2: float | None = None
+    hamaker_J: float | None = None
     yield_pressure_Pa: float | None = None
     """Reference (unsoftened) yield pressure of the pair (Pa, 0 = elastic); Thornton–Ning only."""
 
@@ -156,13 +175,25 @@ class ContactModel:
     damping: str = "restitution"
     tangential: str = "mindlin"
     rolling: str = "none"
+    cohesion: str = "none"
+    vdw_min_separation_m: float = 0.4e-9
+    vdw_cutoff_m: float = 100e-9
 
     def __post_init__(self) -> None:
+        if not self.vdw_min_separation_m > 0:
+            raise ConfigError("contact.vdw_min_separation_m", self.vdw_min_separation_m, "> 0 (m)")
+        if not self.vdw_cutoff_m > self.vdw_min_separation_m:
+            raise ConfigError(
+                "contact.vdw_cutoff_m",
+                self.vdw_cutoff_m,
+                f"> vdw_min_separation_m = {self.vdw_min_separation_m} m",
+            )
         for key, value, allowed in (
             ("normal", self.normal, NORMAL_MODELS),
             ("damping", self.damping, DAMPING_MODELS),
             ("tangential", self.tangential, TANGENTIAL_MODELS),
             ("rolling", self.rolling, ROLLING_MODELS),
+            ("cohesion", self.cohesion, COHESION_MODELS),
         ):
             if value not in allowed:
                 raise ConfigError(f"contact.{key}", value, f"one of {allowed}")
@@ -171,6 +202,11 @@ class ContactModel:
     def rolling_code(self) -> int:
         """0 none, 1 constant, 2 epsd (compile-time switch of the kernels)."""
         return ROLLING_MODELS.index(self.rolling)
+
+    @property
+    def cohesion_code(self) -> int:
+        """0 none, 1 jkr, 2 vdw (compile-time switch of the kernels)."""
+        return COHESION_MODELS.index(self.cohesion)
 
 
 @dataclass
@@ -222,10 +258,22 @@ class MaterialTable:
         values = [m.yield_pressure_at_Pa(temperature_K) for m in (ma, mb) if m.yield_pressure_Pa]
         return min(values) if values else 0.0
 
+    def pair_cohesion(self, a: int, b: int) -> tuple[float, float]:
+        """(work of adhesion W (J/m^2), Hamaker constant A (J)) of materials a, b: geometric means
+        unless overridden."""
+        ma, mb = self.materials[a], self.materials[b]
+        w = math.sqrt(ma.surface_energy_J_per_m2 * mb.surface_energy_J_per_m2)
+        ham = math.sqrt(ma.hamaker_J * mb.hamaker_J)
+        ov = self.overrides.get((ma.name, mb.name)) or self.overrides.get((mb.name, ma.name))
+        if ov is not None:
+            w = ov.surface_energy_J_per_m2 if ov.surface_energy_J_per_m2 is not None else w
+            ham = ov.hamaker_J if ov.hamaker_J is not None else ham
+        return w, ham
+
     def pair_table(self, contact: ContactModel, temperature_K: float = REFERENCE_TEMPERATURE_K) -> np.ndarray:
         """(n, n, N_PAIR_PROPS) float64 table: E* (Pa), G* (Pa), eta, mu, mu_r, yield pressure p_y at
-        ``temperature_K`` (Pa; filled only for the Thornton–Ning law), then the cohesive columns (zero
-        until those models fill them)."""
+        ``temperature_K`` (Pa; filled only for the Thornton–Ning law), W (J/m^2, with ``jkr``), A (J,
+        with ``vdw``), D_0 and the vdW cut-off gap (m, 0 without ``vdw``)."""
         n = len(self.materials)
         table = np.zeros((n, n, N_PAIR_PROPS))
         for a in range(n):
@@ -245,4 +293,9 @@ class MaterialTable:
                 table[a, b, P_MUR] = 0.0 if contact.rolling == "none" else mur
                 if contact.normal == "thornton_ning":
                     table[a, b, P_PY] = self.pair_yield_pressure_Pa(a, b, temperature_K)
+                w, ham = self.pair_cohesion(a, b)
+                table[a, b, P_W] = w if contact.cohesion == "jkr" else 0.0
+                table[a, b, P_HAM] = ham if contact.cohesion == "vdw" else 0.0
+                table[a, b, P_D0] = contact.vdw_min_separation_m
+                table[a, b, P_DCUT] = contact.vdw_cutoff_m if contact.cohesion == "vdw" else 0.0
         return table

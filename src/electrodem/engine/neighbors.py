@@ -20,9 +20,10 @@ more than skin/2 since the last build. Per-pair tangential and rolling history i
 the previous list at each rebuild (the old pairs with non-zero history are found in the new list, in
 either ownership order, negated when the owner changed), so it survives rebuilds, re-ordering and
 particle additions. With the Thornton–Ning law (``plastic``) each pair also carries its largest
-overlap so far ``dm`` (m, a scalar, symmetric so never negated) along the same paths. Every index
-the host sees is external (order of addition): the ``ext`` field of the particle store maps internal
-indices to it.
+overlap so far ``dm`` (m, a scalar, symmetric so never negated) along the same paths, and with JKR
+cohesion (``cohesion``) its contact flag ``hc`` (a bonded pair at negative overlap has zero tangential
+history but must keep its flag). Every index the host sees is external (order of addition): the
+``ext`` field of the particle store maps internal indices to it.
 """
 
 import math
@@ -108,13 +109,23 @@ class PairStore:
 
     Each array has its own contiguous storage except pair_f/pair_tj, which are written and read
     together. Rolling history (hr, old_hr) takes memory only when ``rolling`` is set, the largest
-    overlap (dm, old_dm, m) only when ``plastic`` is."""
+    overlap (dm, old_dm, m) only when ``plastic`` is, the JKR contact flag (hc, old_hc: 1 while the
+    pair's adhesive contact exists) only when ``cohesion`` is."""
 
-    def __init__(self, n_cap: int, p_cap: int, real: object, rolling: bool, plastic: bool = False) -> None:
+    def __init__(
+        self,
+        n_cap: int,
+        p_cap: int,
+        real: object,
+        rolling: bool,
+        plastic: bool = False,
+        cohesion: bool = False,
+    ) -> None:
         self.n_cap, self.p_cap = n_cap, p_cap
         self.rolling = rolling
         self.plastic = plastic
-        self.pool_key = (n_cap, p_cap, real, rolling, plastic)
+        self.cohesion = cohesion
+        self.pool_key = (n_cap, p_cap, real, rolling, plastic, cohesion)
         vec = ti.types.vector(3, real)
         fb = ti.FieldsBuilder()
         for name in ("start", "old_start", "rev_start"):
@@ -129,6 +140,9 @@ class PairStore:
         for name in ("dm", "old_dm"):
             setattr(self, name, ti.field(real))
             fb.dense(ti.i, p_cap if plastic else 1).place(getattr(self, name))
+        for name in ("hc", "old_hc"):
+            setattr(self, name, ti.field(ti.i32))
+            fb.dense(ti.i, p_cap if cohesion else 1).place(getattr(self, name))
         self.rm = ti.field(ti.types.vector(2, real))
         fb.dense(ti.i, p_cap).place(self.rm)
         self.pair_f = ti.field(vec)
@@ -246,6 +260,8 @@ def _visit(i, xi, ri, li, lvl, lo, hi, s, p, skin, cnt, slot, fill: ti.template(
                     p.hr[slot] = xi * 0.0
                 if ti.static(p.plastic):
                     p.dm[slot] = 0.0
+                if ti.static(p.cohesion):
+                    p.hc[slot] = 0
                 slot += 1
             else:
                 cnt += 1
@@ -418,10 +434,10 @@ def permute_particles(s: ti.template(), n: ti.i32, nw: ti.i32):
 
 
 @ti.func
-def _set_history(owner, partner, h_t, h_r, h_d, p):
-    """Give pair (owner, partner) of the new list the history (h_t, h_r, largest overlap h_d); if the
-    new list has the pair the other way round, the owner's view of h_t, h_r is the negated one.
-    Returns whether the pair was found."""
+def _set_history(owner, partner, h_t, h_r, h_d, h_c, p):
+    """Give pair (owner, partner) of the new list the history (h_t, h_r, largest overlap h_d, JKR flag
+    h_c); if the new list has the pair the other way round, the owner's view of h_t, h_r is the
+    negated one. Returns whether the pair was found."""
     found = False
     for k in range(p.start[owner], p.start[owner + 1]):
         if p.j[k] == partner:
@@ -430,6 +446,8 @@ def _set_history(owner, partner, h_t, h_r, h_d, p):
                 p.hr[k] = h_r
             if ti.static(p.plastic):
                 p.dm[k] = h_d
+            if ti.static(p.cohesion):
+                p.hc[k] = h_c
             found = True
             break
     if not found:
@@ -440,6 +458,8 @@ def _set_history(owner, partner, h_t, h_r, h_d, p):
                     p.hr[k] = -h_r
                 if ti.static(p.plastic):
                     p.dm[k] = h_d
+                if ti.static(p.cohesion):
+                    p.hc[k] = h_c
                 found = True
                 break
     return found
@@ -463,8 +483,11 @@ def _carry_history(s: ti.template(), p: ti.template(), n: ti.i32, n_old: ti.i32)
             h_d = h_t[0] * 0.0
             if ti.static(p.plastic):
                 h_d = p.old_dm[k]
-            if h_t.any() or h_r.any() or h_d != 0.0:
-                _set_history(s.cell_of[oi], s.cell_of[p.old_j[k]], h_t, h_r, h_d, p)
+            h_c = 0
+            if ti.static(p.cohesion):
+                h_c = p.old_hc[k]
+            if h_t.any() or h_r.any() or h_d != 0.0 or h_c != 0:
+                _set_history(s.cell_of[oi], s.cell_of[p.old_j[k]], h_t, h_r, h_d, h_c, p)
 
 
 @ti.kernel
@@ -478,6 +501,8 @@ def _save_old(p: ti.template(), n_old: ti.i32, n_pairs: ti.i32):
             p.old_hr[k] = p.hr[k]
         if ti.static(p.plastic):
             p.old_dm[k] = p.dm[k]
+        if ti.static(p.cohesion):
+            p.old_hc[k] = p.hc[k]
 
 
 @ti.kernel
@@ -512,12 +537,16 @@ class NeighborList:
     """Owns the cell and pair stores and rebuilds the half list (see module docstring).
 
     ``rolling``: whether pairs carry rolling history (memory for it is allocated only then);
-    ``plastic``: whether they carry their largest overlap (Thornton–Ning law)."""
+    ``plastic``: whether they carry their largest overlap (Thornton–Ning law); ``cohesion``: whether
+    they carry the JKR contact flag."""
 
-    def __init__(self, real: object, rolling: bool = False, plastic: bool = False) -> None:
+    def __init__(
+        self, real: object, rolling: bool = False, plastic: bool = False, cohesion: bool = False
+    ) -> None:
         self.real = real
         self.rolling = bool(rolling)
         self.plastic = bool(plastic)
+        self.cohesion = bool(cohesion)
         self.cells: CellStore | None = None
         self.pairs: PairStore | None = None
         self.n = 0
@@ -537,7 +566,13 @@ class NeighborList:
 
     def _new_pairs(self, n_cap: int, p_cap: int) -> PairStore:
         return acquire(
-            PairStore, round_capacity(n_cap), pair_capacity(p_cap), self.real, self.rolling, self.plastic
+            PairStore,
+            round_capacity(n_cap),
+            pair_capacity(p_cap),
+            self.real,
+            self.rolling,
+            self.plastic,
+            self.cohesion,
         )
 
     # ------------------------------------------------------------------ levels and grids
@@ -656,6 +691,8 @@ class NeighborList:
             names.append("hr" if keep_current else "old_hr")
         if self.plastic:
             names.append("dm" if keep_current else "old_dm")
+        if self.cohesion:
+            names.append("hc" if keep_current else "old_hc")
         for name in names:
             src = getattr(old, name).to_numpy()
             dst = getattr(new, name).to_numpy()
@@ -689,15 +726,23 @@ class NeighborList:
 
     def history_numpy(self) -> dict[str, np.ndarray]:
         """Pairs of the current list (external indices) with their tangential (m) and rolling (N m)
-        history and largest overlap ``dm`` (m; zeros unless ``plastic``)."""
+        history, largest overlap ``dm`` (m; zeros unless ``plastic``) and JKR contact flag ``hc`` (int32)."""
         i, j = self.pairs_numpy()
         p = self.n_pairs
         if self.pairs is None:
-            return {"i": i, "j": j, "ht": np.zeros((0, 3)), "hr": np.zeros((0, 3)), "dm": np.zeros(0)}
+            return {
+                "i": i,
+                "j": j,
+                "ht": np.zeros((0, 3)),
+                "hr": np.zeros((0, 3)),
+                "dm": np.zeros(0),
+                "hc": np.zeros(0, np.int32),
+            }
         ht = self.pairs.ht.to_numpy()[:p].astype(np.float64)
         hr = self.pairs.hr.to_numpy()[:p].astype(np.float64) if self.rolling else np.zeros((p, 3))
         dm = self.pairs.dm.to_numpy()[:p].astype(np.float64) if self.plastic else np.zeros(p)
-        return {"i": i, "j": j, "ht": ht, "hr": hr, "dm": dm}
+        hc = self.pairs.hc.to_numpy()[:p].astype(np.int32) if self.cohesion else np.zeros(p, np.int32)
+        return {"i": i, "j": j, "ht": ht, "hr": hr, "dm": dm, "hc": hc}
 
     def load_history(self, hist: dict[str, np.ndarray], n: int) -> None:
         """Install (i, j, ht, hr, optional dm), with i, j the particles' current indices (external order,
@@ -719,8 +764,11 @@ class NeighborList:
             names.append(("hr", np.asarray(hist["hr"])[order]))
         if self.plastic:
             names.append(("dm", np.asarray(hist.get("dm", np.zeros(m)))[order]))
+        if self.cohesion:
+            # Checkpoints written before the flag existed have none: every pair starts detached.
+            names.append(("hc", np.asarray(hist.get("hc", np.zeros(m)))[order]))
         for name, arr in names:
             dst = getattr(self.pairs, name).to_numpy()
             dst[:m] = arr
-            getattr(self.pairs, name).from_numpy(dst.astype(np.int32 if name == "j" else np_real))
+            getattr(self.pairs, name).from_numpy(dst.astype(np.int32 if name in ("j", "hc") else np_real))
         self.n, self.n_pairs = n, m

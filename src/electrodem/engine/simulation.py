@@ -43,9 +43,10 @@ class Guards:
 
     every_steps : how often the state is checked (steps).
     max_overlap_ratio : largest allowed overlap divided by the smaller radius of the pair.
-    energy_growth_factor : stop when kinetic + elastic energy exceeds this factor times the energy
-        available (initial kinetic + elastic energy + gravitational energy released + work of moving
-        walls estimated from their force and speed); a stable run cannot exceed 1.
+    energy_growth_factor : stop when kinetic + elastic (+ cohesive, <= 0) energy exceeds this factor
+        times the energy available (initial kinetic + elastic + cohesive energy + gravitational energy
+        released + work of moving walls estimated from their force and speed); a stable run cannot
+        exceed 1. Fixed particles given a velocity do work that is not counted.
     """
 
     every_steps: int = 200
@@ -104,7 +105,10 @@ class Simulation:
     rayleigh_fraction, steps_per_contact : the two automatic time-step criteria.
     impact_speed_m_per_s : speed for the Hertz criterion; ``None`` estimates it from the particle
         speeds, gravity over the bed height and wall speeds.
-    skin_m : neighbour-list skin; ``None`` is half the smallest radius.
+    skin_m : neighbour-list skin; ``None`` is half the smallest radius. With cohesion the list's skin
+        is this plus the cohesive reach (the vdW cut-off, or the largest JKR break distance), so that
+        pairs apart within the reach are always listed; the list is still rebuilt when a particle moved
+        half of ``skin_m`` (see `cohesion_reach_m`).
     background_damping_per_s : viscous damping rate c (force -c m v, torque -c I w); a settling
         shortcut, 0 for physical runs.
     pair_overrides : {(material a, material b): PairOverride} replacing the mixing rule.
@@ -205,8 +209,13 @@ class Simulation:
         from electrodem.engine.neighbors import NeighborList
 
         self._nl = NeighborList(
-            self.real, rolling=self.contact.rolling == "epsd", plastic=self.contact.normal == "thornton_ning"
+            self.real,
+            rolling=self.contact.rolling == "epsd",
+            plastic=self.contact.normal == "thornton_ning",
+            cohesion=self.contact.cohesion == "jkr",
         )
+        self.cohesion_reach_m = 0.0
+        """Gap (m) out to which cohesion acts between spheres; added to the neighbour-list skin."""
         self._wall_work_J = 0.0
         self._driven_fixed = False
         self._energy_ref: float | None = None
@@ -354,7 +363,8 @@ class Simulation:
             else np.asarray(ids, np.int64).reshape(k)
         )
         all_r = np.concatenate([self._radii(), r])
-        skin = self._skin(all_r)
+        self.cohesion_reach_m = self._cohesion_reach(all_r)
+        skin = self._skin(all_r) + self.cohesion_reach_m
         cut = 2.0 * all_r.max() + skin
         for a in range(3):
             if self.periodic[a] and self.box_m[a] <= 2.0 * cut:
@@ -382,10 +392,12 @@ class Simulation:
         # Loading resets the internal particle order to the external one: keep the contact history by
         # re-installing the current list in external indices (the next build carries it over).
         hist = self._nl.history_numpy() if self._nl.n_pairs else None
+        wall_bonds = self._wall_bonds()
         n_new = self.n + k
         if n_new > self._store.cap:
             self._alloc_store(n_new)
         self._store.particles_from_numpy(merged)
+        self._set_wall_bonds(wall_bonds)
         if hist is not None:
             self._nl.load_history(hist, n_new)
         self.n = n_new
@@ -404,6 +416,41 @@ class Simulation:
 
     def _skin(self, radii: np.ndarray) -> float:
         return float(self._skin_user) if self._skin_user is not None else 0.5 * float(radii.min())
+
+    def _cohesion_reach(self, radii: np.ndarray) -> float:
+        """Largest gap (m) at which two listed spheres still attract: the vdW cut-off, or the JKR break
+        distance d_c of the largest R* (<= r_max / 2) over all material pairs."""
+        if self.contact.cohesion == "vdw":
+            return float(self.contact.vdw_cutoff_m)
+        if self.contact.cohesion == "jkr" and len(radii):
+            from electrodem.engine.cohesion import jkr_break_overlap_m
+            from electrodem.engine.model import P_ESTAR, P_W
+
+            table = self.materials.pair_table(self.contact)
+            r_star = 0.5 * float(radii.max())
+            return max(
+                jkr_break_overlap_m(r_star, float(e), float(w))
+                for e, w in zip(table[..., P_ESTAR].ravel(), table[..., P_W].ravel(), strict=True)
+            )
+        return 0.0
+
+    def _wall_bonds(self) -> np.ndarray:
+        """JKR wall-contact bits of ``wflag`` (int32, external order), which a reload would clear."""
+        from electrodem.engine.integrate import WALL_BOND_BIT
+
+        if self.contact.cohesion != "jkr" or self.n == 0:
+            return np.zeros(self.n, np.int32)
+        flags = self._store.to_external(self._store.wflag.to_numpy(), self.n)
+        return (flags >> WALL_BOND_BIT) << WALL_BOND_BIT
+
+    def _set_wall_bonds(self, bonds: np.ndarray) -> None:
+        """OR the bits from `_wall_bonds` into ``wflag`` of the first len(bonds) particles, right after
+        a reload (internal order = external order then)."""
+        if not np.any(bonds):
+            return
+        flags = self._store.wflag.to_numpy()
+        flags[: len(bonds)] |= bonds.astype(np.int32)
+        self._store.wflag.from_numpy(flags)
 
     # ------------------------------------------------------------------ extensions
     def add_extension(self, ext: Extension) -> Extension:
@@ -474,6 +521,15 @@ class Simulation:
         t_h = hertz_contact_time_s(mass[k] / 2.0, rm[k] / 2.0, e_max, speed)
         limits = {e.name: e.max_time_step_s(self) for e in self.extensions}
         limits = {k: float(v) for k, v in limits.items() if v is not None}
+        if self.contact.cohesion == "vdw":
+            from electrodem.engine.model import P_HAM
+
+            # Between D_0 and 2 D_0 the Hamaker force is far stiffer than the Hertz contact
+            # (k = A R* / (3 D_0^3)): resolve that oscillation too, for the lightest pair.
+            d0 = self.contact.vdw_min_separation_m
+            k_vdw = float(table[mat[mobile][k], :, P_HAM].max()) * rm[k] / (3.0 * d0**3)
+            if k_vdw > 0:
+                limits["vdw"] = 2.0 * math.pi * math.sqrt(mass[k] / k_vdw) / self.steps_per_contact
         if self._dt_fixed is not None:
             dt, rule = float(self._dt_fixed), "fixed"
         elif self.rayleigh_fraction * t_r <= t_h / self.steps_per_contact:
@@ -624,6 +680,7 @@ class Simulation:
             len(self.walls),
             self.contact.tangential == "mindlin",
             self.contact.rolling_code,
+            self.contact.cohesion_code,
         )
         self._extension_forces(self.time_s, 0.0)
         finish(self._store, self._nl.pairs, self.n)
@@ -642,7 +699,9 @@ class Simulation:
         n, nw = self.n, len(self.walls)
         tang = self.contact.tangential == "mindlin"
         roll = self.contact.rolling_code
-        trigger = (0.5 * nl.skin_m) ** 2
+        coh = self.contact.cohesion_code
+        # The cohesive reach is part of the list's skin but not of the motion allowance.
+        trigger = (0.5 * (nl.skin_m - self.cohesion_reach_m)) ** 2
         s = self._store
         ext = bool(self.extensions)
         dt = self.dt_s
@@ -655,12 +714,13 @@ class Simulation:
             for t in range(k):
                 if dshift > 0.0:
                     self._le_drift_m += dshift
-                    h = 0.5 * nl.skin_m - 1.5 * self._le_drift_m
-                    trigger = h * h if h > 0.125 * nl.skin_m else -1.0
-                if not step(s, nl.pairs, n, nw, 1 if t else 0, trigger, tang, roll):
+                    base = nl.skin_m - self.cohesion_reach_m
+                    h = 0.5 * base - 1.5 * self._le_drift_m
+                    trigger = h * h if h > 0.125 * base else -1.0
+                if not step(s, nl.pairs, n, nw, 1 if t else 0, trigger, tang, roll, coh):
                     pending = True
                     self._rebuild()
-                    forces(s, nl.pairs, n, nw, tang, roll)
+                    forces(s, nl.pairs, n, nw, tang, roll, coh)
                     pending = False
                 if ext:
                     self._extension_forces(self.time_s + (t + 1) * dt, dt)
@@ -793,6 +853,7 @@ class Simulation:
             self._kinetic_for_budget(d)
             + d["elastic_energy_J"]
             + d["gravity_potential_J"]
+            + d["cohesive_energy_J"]
             - sum(e.work_done_J(self) for e in self.extensions)
         )
 
@@ -843,19 +904,27 @@ class Simulation:
                 + self._wall_work_J
                 + sum(e.work_done_J(self) for e in self.extensions)
             )
-            energy = self._kinetic_for_budget(d) + d["elastic_energy_J"]
+            # Cohesive energy is potential energy, negative where attraction has done work: it is part
+            # of the mechanical energy on both sides (the reference holds its initial value). JKR's
+            # snap-in and break only ever lower it (see `electrodem.engine.cohesion`).
+            energy = self._kinetic_for_budget(d) + d["elastic_energy_J"] + d["cohesive_energy_J"]
             # Energies are sums over n particles in the run's precision: a budget smaller than their
             # round-off (easily reached in f32, where the potential energy carries ~1e-7 relative
             # error) says nothing, so it counts as that round-off.
             roundoff = (
                 float(np.finfo(self.np_real).eps)
                 * max(self.n, 1)
-                * (abs(self._energy_ref or 0.0) + abs(d["gravity_potential_J"]) + self._wall_work_J)
+                * (
+                    abs(self._energy_ref or 0.0)
+                    + abs(d["gravity_potential_J"])
+                    + abs(d["cohesive_energy_J"])
+                    + self._wall_work_J
+                )
             )
             scale = max(budget, 0.0) + roundoff + 1e-300
             if energy > self.guards.energy_growth_factor * scale and energy > 1e-30:
                 problem = (
-                    f"energy blow-up: kinetic + elastic energy {energy:.3g} J exceeds "
+                    f"energy blow-up: kinetic + elastic (+ cohesive) energy {energy:.3g} J exceeds "
                     f"{self.guards.energy_growth_factor} x the energy available {budget:.3g} J; "
                     f"dt = {self.dt_s:.3g} s "
                     "is likely too large for the stiffest contact"
@@ -873,7 +942,10 @@ class Simulation:
 
     # ------------------------------------------------------------------ outputs
     def diagnostics(self) -> dict[str, float]:
-        """Energies (J), overlap ratio, speed (m/s), momentum (kg m/s) and NaN count of the current state."""
+        """Energies (J), overlap ratio, speed (m/s), momentum (kg m/s) and NaN count of the current state.
+
+        ``elastic_energy_J`` is the Hertz energy of the overlaps; ``cohesive_energy_J`` (<= 0) what
+        cohesion adds to it (JKR: the JKR potential minus Hertz; vdW: the truncated Hamaker potential)."""
         from electrodem.engine import diagnostics as dg
 
         if not self._list_valid:
@@ -891,7 +963,18 @@ class Simulation:
             "elastic_energy_J": float(o[dg.O_ELASTIC])
             + sum(e.elastic_energy_J(self) for e in self.extensions),
             "momentum_norm_kg_m_per_s": float(o[dg.O_MOM]),
+            "cohesive_energy_J": self._cohesive_energy_J(),
         }
+
+    def _cohesive_energy_J(self) -> float:
+        """Cohesive potential energy (J, <= 0) of pairs and wall contacts; 0 without cohesion."""
+        if self.contact.cohesion == "none":
+            return 0.0
+        from electrodem.engine.diagnostics import cohesive_energy
+
+        return float(
+            cohesive_energy(self._store, self._nl.pairs, self.n, len(self.walls), self.contact.cohesion_code)
+        )
 
     def state(self) -> dict[str, np.ndarray]:
         """Current particle arrays (float64, SI): positions_m, velocities_m_per_s,
@@ -1041,6 +1124,8 @@ class Simulation:
             "steps_per_contact": self.steps_per_contact,
             "impact_speed_m_per_s": self.impact_speed,
             "skin_m": self._skin_user,
+            "neighbor_skin_m": self._nl.skin_m,
+            "cohesion_reach_m": self.cohesion_reach_m,
             "guards": asdict(self.guards),
             "scalings": dict(self.scalings),
             "engine": arch.options_dict(),
