@@ -192,3 +192,30 @@ def render_stages(
     axes[0].set_ylabel("height z (µm)")
     fig.legend(handles=_legend_handles(micros[-1], colors), loc="outside right center", fontsize=9)
     return _save(fig, path)
+
+
+# --------------------------------------------------------------------------- compaction
+def plot_compaction(curve: dict[str, Sequence], path: str | Path) -> Path:
+    """Pressure (MPa) against porosity and against thickness (um) of a plate compaction, one line per
+    stage (load, unload, relax); ``curve`` holds the columns ``stage``, ``pressure_MPa``,
+    ``porosity`` and ``thickness_m`` (e.g. ``metadata['compact']['curve']`` or the run's CSV)."""
+    stage = np.asarray(curve["stage"])
+    p = np.asarray(curve["pressure_MPa"], float)
+    eps = np.asarray(curve["porosity"], float)
+    h = np.asarray(curve["thickness_m"], float) * UM
+    fig = Figure(figsize=(8.0, 3.4))
+    ax1, ax2 = fig.subplots(1, 2)
+    for name, color in (("load", "#1f77b4"), ("unload", "#d62728"), ("relax", "#2ca02c")):
+        m = stage == name
+        if np.any(m):
+            ax1.plot(eps[m], p[m], ".-", color=color, label=name, ms=3)
+            ax2.plot(h[m], p[m], ".-", color=color, label=name, ms=3)
+    ax1.set_xlabel("porosity")
+    ax1.set_ylabel("plate pressure (MPa)")
+    ax2.set_xlabel("thickness (µm)")
+    ax1.legend(frameon=False)
+    for ax in (ax1, ax2):
+        ax.invert_xaxis()
+        ax.grid(alpha=0.3)
+    fig.suptitle("plate compaction")
+    return _save(fig, path)

@@ -63,6 +63,56 @@ def _step_settle(ctx: RunContext) -> dict[str, Any]:
     return report
 
 
+def _step_compact(ctx: RunContext) -> dict[str, Any]:
+    """Plate compaction; writes ``compaction.csv`` (the load/unload/relax curve) and
+    ``compaction_pressure_porosity.png`` into the run directory."""
+    import csv
+
+    from electrodem.engine import init
+    from electrodem.process.compact import CURVE_KEYS, compact
+
+    rc = ctx.rc
+    init(rc.engine)
+    assert ctx.micro is not None
+    ctx.micro, report = compact(ctx.micro, rc.compact, rc.engine,
+                                checkpoint_path=ctx.run_dir / "engine_checkpoint.npz", progress=rc.progress)
+    curve = report["curve"]
+    with (ctx.run_dir / "compaction.csv").open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(CURVE_KEYS)
+        w.writerows(zip(*(curve[k] for k in CURVE_KEYS), strict=True))
+    try:
+        from electrodem_viz.plots import plot_compaction
+
+        plot_compaction(curve, ctx.run_dir / "compaction_pressure_porosity.png")
+    except ImportError:
+        log.warning("electrodem_viz is not installed: no compaction plot")
+    return {k: v for k, v in report.items() if k != "curve"}
+
+
+def compaction_block(report: dict[str, Any]) -> dict[str, Any]:
+    """The ``compaction`` block of metrics.json from the compact step's report."""
+    fits = report.get("fits", {})
+    return {
+        "final_porosity": report["final"]["porosity"],
+        "final_thickness_um": report["final"]["thickness_um"],
+        "final_density_g_cm3": report["final"]["density_g_cm3"],
+        "loaded_porosity": report["loaded"]["porosity"],
+        "loaded_thickness_um": report["loaded"]["thickness_um"],
+        "spring_back_pct": report["spring_back_pct"],
+        "elastic_recovery_pct": report["elastic_recovery_pct"],
+        "max_pressure_MPa": report["max_pressure_MPa"],
+        "meyer": fits.get("meyer"),
+        "heckel": fits.get("heckel"),
+        "quasi_static": report["quasi_static"]["quasi_static"],
+        "inertial_number_max": report["quasi_static"]["inertial_number_max"],
+        "max_particle_stress_MPa": report["max_particle_stress_MPa"],
+        "p99_particle_stress_MPa": report["p99_particle_stress_MPa"],
+        "curve_csv": "compaction.csv",
+        "plot": "compaction_pressure_porosity.png",
+    }
+
+
 def _step_analyse(ctx: RunContext) -> dict[str, Any]:
     assert ctx.micro is not None
     if ctx.rc.analysis is None:
@@ -72,7 +122,8 @@ def _step_analyse(ctx: RunContext) -> dict[str, Any]:
     return analyse(ctx.micro, ctx.rc.analysis)
 
 
-STEP_FUNCTIONS = {"place": _step_place, "settle": _step_settle, "analyse": _step_analyse}
+STEP_FUNCTIONS = {"place": _step_place, "settle": _step_settle, "compact": _step_compact,
+                  "analyse": _step_analyse}
 
 
 def _json_safe(o: Any) -> Any:
@@ -142,11 +193,12 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     metrics = {
         "run": {"route": rc.route_name, "steps": list(rc.steps), "formulation": rc.formulation.name,
                 "seed": rc.seed, "run_dir": str(run_dir.resolve()),
-                "calendering_state": "uncalendered"},
+                "calendering_state": "plate-compacted" if "compact" in ctx.reports else "uncalendered"},
         "conversion": ctx.reports.get("conversion"),
         "composition": composition,
         "steps": {s: ctx.reports[s] for s in rc.steps if s in ctx.reports and s != "analyse"},
         "analysis": analysis,
+        **({"compaction": compaction_block(ctx.reports["compact"])} if "compact" in ctx.reports else {}),
         "shortcuts": ctx.micro.metadata.get("shortcuts", {}),
         "timings_s": {**ctx.timings_s, "total": time.perf_counter() - t_run},
     }

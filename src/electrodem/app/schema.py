@@ -52,7 +52,7 @@ def _analysis_params_type() -> type | None:
     return AnalysisParams
 
 
-STEPS = ("place", "settle", "analyse")
+STEPS = ("place", "settle", "compact", "analyse")
 """Process steps that exist. A route is an ordered subset starting with ``place``."""
 
 
@@ -69,6 +69,7 @@ class RunConfig:
     place: PlaceParams
     settle: Any | None
     engine: Any | None
+    compact: Any | None
     analysis: Any | None
     progress: bool
     output: dict[str, Any]
@@ -99,10 +100,15 @@ def validate(cfg: DictConfig | Mapping[str, Any]) -> RunConfig:
     require(isinstance(seed, int) and seed >= 0, "seed", seed, "a non-negative integer")
 
     place = build(PlaceParams, c.get("place"), "place")
-    engine = settle = None
+    engine = settle = compact = None
     if "settle" in steps:
         settle_cls, _ = _settle_types()
         settle = build(settle_cls, c.get("settle"), "settle")
+    if "compact" in steps:
+        from electrodem.process.compact import CompactParams
+
+        compact = build(CompactParams, c.get("compact"), "compact")
+    if "settle" in steps or "compact" in steps:
         engine = build(_engine_options_type(), c.get("engine"), "engine")
         # Minimum-image contacts need each periodic length above 2 x (largest diameter + skin); the
         # engine's automatic skin is half the smallest radius.
@@ -111,7 +117,7 @@ def validate(cfg: DictConfig | Mapping[str, Any]) -> RunConfig:
         need = 2.0 * d_max + 0.5 * d_min
         for k in ("box_x_um", "box_y_um"):
             require(getattr(rve, k) > need, f"rve.{k}", getattr(rve, k),
-                    f"> {need:.3g} µm for settling: twice the largest particle diameter ({d_max:.3g} µm) "
+                    f"> {need:.3g} µm for DEM steps: twice the largest particle diameter ({d_max:.3g} µm) "
                     f"plus the neighbour skin; enlarge the box or lower the largest d_max_um")
     analysis = None
     if "analyse" in steps:
@@ -124,4 +130,4 @@ def validate(cfg: DictConfig | Mapping[str, Any]) -> RunConfig:
     progress = c.get("progress", True)
     require(isinstance(progress, bool), "progress", progress, "true or false")
     return RunConfig(library, formulation, rve, steps, str(route.get("name", "custom")), seed, place,
-                     settle, engine, analysis, progress, output)
+                     settle, engine, compact, analysis, progress, output)

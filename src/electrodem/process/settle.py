@@ -213,19 +213,23 @@ class SettleParams:
                     )
 
 
-def used_modulus_Pa(youngs_modulus_Pa: float, p: SettleParams) -> float:
+def used_modulus_Pa(youngs_modulus_Pa: float, p: Any) -> float:
     """Softened Young's modulus (Pa) of a species during settling."""
     e = youngs_modulus_Pa * p.modulus_scale
     return min(e, p.modulus_cap_Pa) if p.modulus_cap_Pa is not None else e
 
 
-def _materials(micro: Microstructure, p: SettleParams) -> list[Any]:
+def _materials(micro: Microstructure, p: Any, prefix: str = "settle") -> list[Any]:
+    """Engine materials of ``micro``'s species plus a ``current_collector`` material (last), with the
+    softened moduli and surface values of ``p`` (any step's parameters with the fields friction,
+    restitution, rolling_friction, species_overrides, modulus_scale, modulus_cap_Pa); ``prefix`` names
+    the config group in errors. Shared by the settle and compact steps."""
     from electrodem.engine import Material
 
     unknown = sorted(set(p.species_overrides) - {s.name for s in micro.species})
     if unknown:
         raise ConfigError(
-            f"settle.species_overrides.{unknown[0]}",
+            f"{prefix}.species_overrides.{unknown[0]}",
             p.species_overrides[unknown[0]],
             f"a species of the microstructure: {[s.name for s in micro.species]}",
         )
