@@ -33,6 +33,11 @@ class Species:
 
     All values SI: density in kg/m3, modulus in Pa, conductivities in S/m, capacity in mAh/g.
     ``sigma_e_S_per_m`` / ``sigma_i_S_per_m`` are 0 for a phase that does not conduct electrons/ions.
+    Optional mechanics (defaults = none, so older snapshots load unchanged): ``surface_energy_J_per_m2``
+    the (effective) surface energy gamma (J/m2; the process layer gives the engine the pair work of
+    adhesion W = 2 sqrt(gamma_a gamma_b)), ``yield_pressure_Pa`` the limiting contact pressure of the
+    Thornton–Ning law (Pa, 0 = elastic), ``softening_onset_K``/``melting_K`` (K, both or neither) the
+    temperatures between which that yield pressure falls.
     """
 
     name: str
@@ -44,6 +49,10 @@ class Species:
     sigma_i_S_per_m: float = 0.0
     specific_capacity_mAh_per_g: float = 0.0
     color: str = "#888888"
+    surface_energy_J_per_m2: float = 0.0
+    yield_pressure_Pa: float = 0.0
+    softening_onset_K: float | None = None
+    melting_K: float | None = None
 
     def __post_init__(self) -> None:
         if self.role not in ROLES:

@@ -6,6 +6,7 @@ number (see ``docs/materials.md``). The Hydra config composes all of them under 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -36,6 +37,10 @@ class Material:
     color: str = "#888888"
     coarse_graining: str | None = None
     description: str = ""
+    surface_energy_J_m2: float = 0.0
+    contact_yield_pressure_MPa: float = 0.0
+    softening_onset_K: float | None = None
+    melting_K: float | None = None
     sources: dict[str, str] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -60,6 +65,7 @@ class Material:
         e = cfg.get("restitution_coefficient", 0.5)
         require(isinstance(e, (int, float)) and 0 < e <= 1, f"{key}.restitution_coefficient", e,
                 "a number in (0, 1]")
+        mech = _mechanics(key, cfg)
         psd_cfg = cfg.get("psd")
         require(isinstance(psd_cfg, Mapping), f"{key}.psd", psd_cfg, "a mapping with at least d50_um")
         known = {f for f in cls.__dataclass_fields__ if f not in ("psd", "extra", "name")}
@@ -79,6 +85,7 @@ class Material:
             color=str(cfg.get("color", "#888888")),
             coarse_graining=cfg.get("coarse_graining"),
             description=str(cfg.get("description", "")),
+            **mech,
             sources={str(k): str(v) for k, v in dict(cfg.get("sources") or {}).items()},
             extra=extra,
         )
@@ -100,7 +107,40 @@ class Material:
             sigma_i_S_per_m=self.ionic_conductivity_S_m,
             specific_capacity_mAh_per_g=self.specific_capacity_mAh_g,
             color=self.color,
+            surface_energy_J_per_m2=self.surface_energy_J_m2,
+            yield_pressure_Pa=self.contact_yield_pressure_MPa * 1e6,
+            softening_onset_K=self.softening_onset_K,
+            melting_K=self.melting_K,
         )
+
+
+def _number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _mechanics(key: str, cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """Validate the optional mechanical/adhesive keys (surface energy J/m2, contact yield pressure MPa,
+    softening onset and melting temperatures K); absent keys take the elastic, non-adhesive defaults."""
+    out: dict[str, Any] = {}
+    for k in ("surface_energy_J_m2", "contact_yield_pressure_MPa"):
+        v = cfg.get(k, 0.0)
+        v = 0.0 if v is None else v
+        require(_number(v) and v >= 0, f"{key}.{k}", v, "null or a finite number >= 0")
+        out[k] = float(v)
+    t0, tm = cfg.get("softening_onset_K"), cfg.get("melting_K")
+    for k, v in (("softening_onset_K", t0), ("melting_K", tm)):
+        require(v is None or (_number(v) and v > 0), f"{key}.{k}", v, "null or a temperature > 0 (K)")
+    require(
+        (t0 is None) == (tm is None),
+        f"{key}.softening_onset_K/melting_K",
+        (t0, tm),
+        "both null (no softening) or both given (K)",
+    )
+    if t0 is not None:
+        require(t0 < tm, f"{key}.softening_onset_K", t0, f"< melting_K = {tm} K")
+    out["softening_onset_K"] = None if t0 is None else float(t0)
+    out["melting_K"] = None if tm is None else float(tm)
+    return out
 
 
 def load_library(cfg: Mapping[str, Any]) -> dict[str, Material]:

@@ -72,8 +72,11 @@ import numpy as np
 from electrodem.config import ConfigError
 from electrodem.engine.arch import EngineOptions
 from electrodem.io.snapshot import Microstructure
+from electrodem.materials.collector import COLLECTORS, CollectorFoil
 
 ROLLING_MODELS = ("none", "constant", "epsd")
+COHESION_MODELS = ("none", "jkr")
+COLLECTOR_CHOICES = ("auto", "aluminium", "copper")
 _OVERRIDE_KEYS = ("friction", "restitution", "rolling_friction")
 SUPPORTING_CONTACTS = 3.0
 """Contacts that share the column load under one particle (a sphere resting in a pocket)."""
@@ -116,7 +119,13 @@ class SettleParams:
     rayleigh_fraction : time step as a fraction of the Rayleigh time of the softened, scaled particles.
     steps_per_contact : time steps per Hertz collision at the settling impact speed (the other
         time-step criterion; the smaller dt wins).
-    max_overlap_ratio : allowed max overlap / smaller radius at the end (checked, else `SettleError`).
+    max_overlap_ratio : allowed max overlap / smaller radius at the end (checked, else `SettleError`);
+        with ``jkr`` the zero-load adhesive overlap of the pair is allowed on top of it.
+    cohesion : ``jkr`` (JKR adhesion, pair work of adhesion W = 2 sqrt(gamma_a gamma_b) from the
+        species' surface energies) or ``none``.
+    surface_energy_scale : shortcut factor on every surface energy (1 = library values).
+    current_collector : ``aluminium``, ``copper`` or ``auto`` (copper under a graphite AM, else
+        aluminium: cathodes and Na-ion anodes sit on Al foil).
     """
 
     friction: float = 0.5
@@ -143,6 +152,9 @@ class SettleParams:
     rayleigh_fraction: float = 0.35
     steps_per_contact: float = 5.0
     max_overlap_ratio: float = 0.01
+    cohesion: str = "none"
+    surface_energy_scale: float = 1.0
+    current_collector: str = "auto"
 
     def __post_init__(self) -> None:
         def req(cond: bool, key: str, allowed: str) -> None:
@@ -185,6 +197,9 @@ class SettleParams:
         req(0 < num("rayleigh_fraction") <= 0.5, "rayleigh_fraction", "in (0, 0.5]")
         req(num("steps_per_contact") >= 5, "steps_per_contact", ">= 5")
         req(0 < num("max_overlap_ratio") < 0.2, "max_overlap_ratio", "in (0, 0.2)")
+        req(self.cohesion in COHESION_MODELS, "cohesion", f"one of {COHESION_MODELS}")
+        req(num("surface_energy_scale") >= 0, "surface_energy_scale", ">= 0 (1 = library values)")
+        req(self.current_collector in COLLECTOR_CHOICES, "current_collector", f"one of {COLLECTOR_CHOICES}")
         if not isinstance(self.species_overrides, dict):
             raise ConfigError(
                 "settle.species_overrides", self.species_overrides, "a mapping species -> {key: value}"
@@ -233,6 +248,9 @@ def _materials(micro: Microstructure, p: Any, prefix: str = "settle") -> list[An
             p.species_overrides[unknown[0]],
             f"a species of the microstructure: {[s.name for s in micro.species]}",
         )
+    # The engine mixes W by geometric mean: 2 gamma per material gives W_ab = 2 sqrt(gamma_a gamma_b)
+    # (Dupre for a like pair, Girifalco-Good/Berthelot for unlike dispersive surfaces).
+    w_scale = 2.0 * float(getattr(p, "surface_energy_scale", 1.0))
     mats = []
     for s in micro.species:
         ov = p.species_overrides.get(s.name, {})
@@ -245,22 +263,41 @@ def _materials(micro: Microstructure, p: Any, prefix: str = "settle") -> list[An
                 restitution=ov.get("restitution", p.restitution),
                 friction=ov.get("friction", p.friction),
                 rolling_friction=ov.get("rolling_friction", p.rolling_friction),
+                yield_pressure_Pa=s.yield_pressure_Pa or None,
+                softening_onset_K=s.softening_onset_K,
+                melting_K=s.melting_K,
+                surface_energy_J_per_m2=w_scale * s.surface_energy_J_per_m2,
             )
         )
-    # The current collector takes the stiffest species' (softened) modulus and the default surface values.
-    stiff = max(micro.species, key=lambda s: s.youngs_modulus_Pa)
+    # A step without a ``current_collector`` choice (compaction) keeps the former rule for the foil's
+    # elasticity, the stiffest species' (softened) modulus; the foil's surface energy applies either way.
+    choice = getattr(p, "current_collector", None)
+    cc = collector_for(micro, choice or "auto")
+    elastic = cc if choice else max(micro.species, key=lambda s: s.youngs_modulus_Pa)
     mats.append(
         Material(
             name="current_collector",
-            density_kg_per_m3=stiff.density_kg_per_m3,
-            youngs_modulus_Pa=used_modulus_Pa(stiff.youngs_modulus_Pa, p),
-            poisson_ratio=stiff.poisson_ratio,
+            density_kg_per_m3=elastic.density_kg_per_m3,
+            youngs_modulus_Pa=used_modulus_Pa(elastic.youngs_modulus_Pa, p),
+            poisson_ratio=elastic.poisson_ratio,
             restitution=p.restitution,
             friction=p.friction,
             rolling_friction=p.rolling_friction,
+            surface_energy_J_per_m2=w_scale * cc.surface_energy_J_per_m2,
         )
     )
     return mats
+
+
+def collector_for(micro: Microstructure, choice: str = "auto") -> CollectorFoil:
+    """The current-collector foil of ``micro``: ``aluminium``, ``copper`` or ``auto`` (copper under a
+    graphite active material, aluminium otherwise)."""
+    if choice == "auto":
+        graphite = any(s.role == "AM" and "graphite" in s.name for s in micro.species)
+        choice = "copper" if graphite else "aluminium"
+    if choice not in COLLECTORS:
+        raise ConfigError("settle.current_collector", choice, f"one of {COLLECTOR_CHOICES}")
+    return COLLECTORS[choice]
 
 
 def _e_star_Pa(a: Any, b: Any) -> float:
@@ -301,6 +338,30 @@ def column_overlap_estimate(
             if d / r > worst:
                 worst, worst_name = d / r, mk.name
     return worst, {"pressure_Pa": pressure, "force_N": force, "species": worst_name}
+
+
+def jkr_overlap_estimate(radii_m: np.ndarray, species_id: np.ndarray, materials: list[Any]) -> float:
+    """Largest zero-load JKR overlap / smaller radius over species pairs and species–collector pairs,
+    each at the smallest radii present (the adhesive overlap grows relative to r as r^(-2/3)); the
+    materials carry the engine's W per material (last one: the collector)."""
+    from electrodem.engine.cohesion import jkr_equilibrium_overlap_m
+
+    wall = materials[-1]
+    ks = [int(k) for k in np.unique(species_id)]
+    r_min = {k: float(radii_m[species_id == k].min()) for k in ks}
+    worst = 0.0
+    for a in ks:
+        ma = materials[a]
+        partners = [(materials[b], r_min[b]) for b in ks] + [(wall, math.inf)]
+        for mb, rb in partners:
+            w = math.sqrt(ma.surface_energy_J_per_m2 * mb.surface_energy_J_per_m2)
+            if w <= 0:
+                continue
+            ra = r_min[a]
+            r_star = ra if math.isinf(rb) else ra * rb / (ra + rb)
+            d0 = jkr_equilibrium_overlap_m(r_star, _e_star_Pa(ma, mb), w)
+            worst = max(worst, d0 / min(ra, rb))
+    return worst
 
 
 def bed_profile(
@@ -407,7 +468,10 @@ def settle(
     impact = math.sqrt(2.0 * g_fall * h0)
     if damping > 0:
         impact = min(impact, g_fall / damping)
-    contact = ContactModel(rolling=params.rolling_model if params.rolling_friction > 0 else "none")
+    contact = ContactModel(
+        rolling=params.rolling_model if params.rolling_friction > 0 else "none", cohesion=params.cohesion
+    )
+    adhesive = jkr_overlap_estimate(micro.radii_m, sid, mats) if params.cohesion == "jkr" else 0.0
     sim = Simulation(
         mats,
         box_m=micro.box_m,
@@ -452,6 +516,10 @@ def settle(
         "damping_ratio": params.damping_ratio if params.background_damping_per_s is None else None,
         "rayleigh_fraction": params.rayleigh_fraction,
         "steps_per_contact": params.steps_per_contact,
+        "cohesion": params.cohesion,
+        "surface_energy_scale": params.surface_energy_scale,
+        "adhesive_overlap_ratio_estimate": adhesive,
+        "current_collector": collector_for(micro, params.current_collector).name,
     }
     sim.scalings.update(shortcuts)
 
@@ -505,7 +573,8 @@ def settle(
     converged = res.stopped_by == "until"
     g_final = g_fall
     for _ in range(3):
-        measured = float(sim.diagnostics()["max_overlap_ratio"])
+        # The adhesive (zero-load JKR) overlap does not shrink with gravity: only the excess counts.
+        measured = float(sim.diagnostics()["max_overlap_ratio"]) - adhesive
         if measured <= params.overlap_target or g_fall == g or steps >= budget:
             break
         # Static Hertz overlaps scale as g^(2/3); 0.9 covers the rearrangement while unloading. All
@@ -551,10 +620,11 @@ def settle(
         "shortcuts": shortcuts,
         "n_particles": int(micro.n),
     }
-    if report["max_overlap_ratio"] > params.max_overlap_ratio:
+    if report["max_overlap_ratio"] > params.max_overlap_ratio + adhesive:
         raise SettleError(
             f"max overlap / radius = {report['max_overlap_ratio']:.3g} exceeds settle.max_overlap_ratio = "
-            f"{params.max_overlap_ratio} (the column-load estimate gave {est_ratio:.3g}): lower "
+            f"{params.max_overlap_ratio} + the adhesive overlap {adhesive:.3g} (the column-load estimate "
+            f"gave {est_ratio:.3g}): lower "
             f"settle.overlap_target (now {params.overlap_target}) or settle.gravity_scale, or raise "
             f"settle.load_safety_factor (now {params.load_safety_factor})"
         )
