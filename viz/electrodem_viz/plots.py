@@ -219,3 +219,75 @@ def plot_compaction(curve: dict[str, Sequence], path: str | Path) -> Path:
         ax.grid(alpha=0.3)
     fig.suptitle("plate compaction")
     return _save(fig, path)
+
+
+# --------------------------------------------------------------------------- calendering sweep
+def plot_calendering_tradeoff(cols: dict[str, Sequence[float]], path: str | Path) -> Path:
+    """The calendering trade-off of a porosity sweep (DOMAIN.md §4): effective electronic conductivity
+    sigma_e,eff (S/m, log axis), pore tortuosity factor tau and isolated (inactive) AM volume fraction
+    against the porosity after processing, one panel each, porosity decreasing to the right (the
+    calendering direction). ``cols`` holds ``porosity_after_processing`` and any of
+    ``sigma_e_eff_{x,y,z}_S_per_m``, ``tau_pore_{x,y,z}``, ``inactive_am_fraction_by_volume``
+    (NaN or inf where a run has no finite value, and σ ≤ 0 on the log axis (no percolating
+    electronic path): not drawn)."""
+    eps = np.asarray(cols["porosity_after_processing"], float)
+    order = np.argsort(-eps)
+    eps = eps[order]
+    fig = Figure(figsize=(11.0, 3.4))
+    axs = fig.subplots(1, 3)
+    colors = {"x": "#1f77b4", "y": "#ff7f0e", "z": "#2ca02c"}
+
+    def series(key: str) -> np.ndarray | None:
+        if key not in cols:
+            return None
+        v = np.asarray(cols[key], float)[order]
+        return v if np.any(np.isfinite(v)) else None
+
+    for a, c in colors.items():
+        s = series(f"sigma_e_eff_{a}_S_per_m")
+        if s is not None:
+            m = np.isfinite(s) & (s > 0)
+            label = f"{a} (through-plane)" if a == "z" else a
+            axs[0].semilogy(eps[m], s[m], "o-", color=c, label=label)
+        t = series(f"tau_pore_{a}")
+        if t is not None:
+            m = np.isfinite(t)
+            axs[1].plot(eps[m], t[m], "o-", color=c, label=a)
+    iso = series("inactive_am_fraction_by_volume")
+    if iso is not None:
+        m = np.isfinite(iso)
+        axs[2].plot(eps[m], 100.0 * iso[m], "o-", color="#d62728")
+    axs[0].set_ylabel("σ_e,eff (S/m)")
+    axs[1].set_ylabel("pore tortuosity factor τ")
+    axs[2].set_ylabel("isolated AM (vol %)")
+    for ax, title in zip(axs, ("electronic conduction", "ionic path", "AM disconnected"), strict=True):
+        ax.set_xlabel("porosity after processing")
+        ax.set_title(title, fontsize=10)
+        ax.invert_xaxis()
+        ax.grid(alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(frameon=False, fontsize=8)
+    fig.suptitle("calendering trade-off (porosity sweep)")
+    return _save(fig, path)
+
+
+# --------------------------------------------------------------------------- shear cell
+def plot_shear(series: dict[str, Sequence[float]], path: str | Path) -> Path:
+    """Friction coefficient μ = τ/p and inertial number I (log axis) against shear strain of a
+    Lees–Edwards shear cell; ``series`` holds ``strain``, ``friction_coefficient`` and
+    ``inertial_number`` (the `electrodem.engine.shear.SERIES` columns, e.g. the run's shear.csv)."""
+    g = np.asarray(series["strain"], float)
+    mu = np.asarray(series["friction_coefficient"], float)
+    inum = np.asarray(series["inertial_number"], float)
+    fig = Figure(figsize=(8.0, 3.4))
+    ax1, ax2 = fig.subplots(1, 2)
+    ax1.plot(g, mu, ".-", color="#1f77b4", ms=4)
+    ax1.set_ylabel("friction coefficient μ = τ / p")
+    ok = np.isfinite(inum) & (inum > 0)
+    ax2.semilogy(g[ok], inum[ok], ".-", color="#d62728", ms=4)
+    ax2.set_ylabel("inertial number I")
+    for ax in (ax1, ax2):
+        ax.set_xlabel("shear strain γ")
+        ax.grid(alpha=0.3)
+    fig.suptitle("Lees–Edwards shear cell")
+    return _save(fig, path)

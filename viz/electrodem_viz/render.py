@@ -87,7 +87,8 @@ def render_particles(
         (keeps 10^5-10^6 particles to seconds); see `GAUSSIAN_THRESHOLD`.
 
     The box is outlined from the CC (z = 0) up to the electrode top (`Microstructure.top_m`); the CC is
-    a thin grey slab below z = 0. Camera: three-quarter view from the front right and above, z up.
+    a thin grey slab below z = 0. A box periodic in z (a shear cell) is outlined to its full height and
+    drawn without a CC. Camera: three-quarter view from the front right and above, z up.
     """
     import pyvista as pv
 
@@ -98,7 +99,8 @@ def render_particles(
     pts = micro.positions_m * UM
     rad = micro.radii_m * UM
     lx, ly = micro.box_m[0] * UM, micro.box_m[1] * UM
-    top = max(micro.top_m() * UM, 1e-3 * max(lx, ly))
+    z_periodic = bool(micro.periodic[2])  # a fully periodic cell (shear): no current collector
+    top = micro.box_m[2] * UM if z_periodic else max(micro.top_m() * UM, 1e-3 * max(lx, ly))
     cc = 0.015 * max(lx, ly, top)
 
     pl = pv.Plotter(off_screen=True, window_size=list(ws), lighting="three lights")
@@ -123,9 +125,10 @@ def render_particles(
             actor.mapper.scale_factor = 1.0
         legend.append([f"{sp.name} ({sp.role})", colors[k]])
 
-    pl.add_mesh(pv.Box(bounds=(0.0, lx, 0.0, ly, -cc, 0.0)), color=CC_COLOR, ambient=0.4)
     pl.add_mesh(pv.Box(bounds=(0.0, lx, 0.0, ly, 0.0, top)).outline(), color=OUTLINE_COLOR, line_width=1.5)
-    legend.append(["current collector", CC_COLOR])
+    if not z_periodic:
+        pl.add_mesh(pv.Box(bounds=(0.0, lx, 0.0, ly, -cc, 0.0)), color=CC_COLOR, ambient=0.4)
+        legend.append(["current collector", CC_COLOR])
 
     if show_axes:
         z_axis, n_z = nice_axis_top(top)

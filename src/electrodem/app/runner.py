@@ -113,6 +113,52 @@ def compaction_block(report: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _step_shear(ctx: RunContext) -> dict[str, Any]:
+    """Lees–Edwards shear cell of the placed population; writes ``shear.csv`` (the rheology time
+    series), ``shear_rheology.png`` (μ and I against strain) and, unless ``output.render`` is false,
+    ``renders/sheared_particles.png`` (3D, coloured by species) into the run directory."""
+    from electrodem.engine import init
+    from electrodem.process.shear_mix import shear_mix
+
+    rc = ctx.rc
+    init(rc.engine)
+    assert ctx.micro is not None
+    ctx.micro, report = shear_mix(ctx.micro, rc.shear, rc.engine, csv_path=ctx.run_dir / "shear.csv",
+                                  progress=rc.progress)
+    try:
+        from electrodem_viz.plots import plot_shear
+
+        plot_shear(report["series"], ctx.run_dir / "shear_rheology.png")
+        if rc.output.get("render", True):
+            from electrodem_viz.render import render_particles
+
+            render_particles(ctx.micro, ctx.run_dir / "renders" / "sheared_particles.png",
+                             title=f"sheared to strain {report['strain']:.2f}: {ctx.micro.n} particles")
+    except ImportError:
+        log.warning("electrodem_viz is not installed: no shear plot or render")
+    return {k: v for k, v in report.items() if k != "series"}
+
+
+def shear_block(report: dict[str, Any]) -> dict[str, Any]:
+    """The ``shear`` block of metrics.json from the shear step's report (steady = second-half means)."""
+    steady = report["steady"]
+    return {
+        "shear_rate_per_s": report["shear_rate_per_s"],
+        "strain": report["strain"],
+        "solid_fraction": report["solid_fraction"],
+        "friction_coefficient": steady["friction_coefficient"],
+        "inertial_number": steady["inertial_number"],
+        "pressure_Pa": steady["pressure_Pa"],
+        "shear_stress_Pa": steady["shear_stress_Pa"],
+        "coordination_number": steady["coordination_number"],
+        "steady_window": report["steady_window"],
+        "cb_am_contacts_per_cb": report["cb_am_contacts_per_cb"],
+        "series_csv": "shear.csv",
+        "plot": "shear_rheology.png",
+        "render": "renders/sheared_particles.png",
+    }
+
+
 def _step_analyse(ctx: RunContext) -> dict[str, Any]:
     assert ctx.micro is not None
     if ctx.rc.analysis is None:
@@ -123,7 +169,7 @@ def _step_analyse(ctx: RunContext) -> dict[str, Any]:
 
 
 STEP_FUNCTIONS = {"place": _step_place, "settle": _step_settle, "compact": _step_compact,
-                  "analyse": _step_analyse}
+                  "shear": _step_shear, "analyse": _step_analyse}
 
 
 def _json_safe(o: Any) -> Any:
@@ -199,6 +245,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         "steps": {s: ctx.reports[s] for s in rc.steps if s in ctx.reports and s != "analyse"},
         "analysis": analysis,
         **({"compaction": compaction_block(ctx.reports["compact"])} if "compact" in ctx.reports else {}),
+        **({"shear": shear_block(ctx.reports["shear"])} if "shear" in ctx.reports else {}),
         "shortcuts": ctx.micro.metadata.get("shortcuts", {}),
         "timings_s": {**ctx.timings_s, "total": time.perf_counter() - t_run},
     }

@@ -52,7 +52,7 @@ def _analysis_params_type() -> type | None:
     return AnalysisParams
 
 
-STEPS = ("place", "settle", "compact", "analyse")
+STEPS = ("place", "settle", "compact", "shear", "analyse")
 """Process steps that exist. A route is an ordered subset starting with ``place``."""
 
 
@@ -73,6 +73,7 @@ class RunConfig:
     analysis: Any | None
     progress: bool
     output: dict[str, Any]
+    shear: Any | None = None
 
 
 def validate(cfg: DictConfig | Mapping[str, Any]) -> RunConfig:
@@ -108,7 +109,12 @@ def validate(cfg: DictConfig | Mapping[str, Any]) -> RunConfig:
         from electrodem.process.compact import CompactParams
 
         compact = build(CompactParams, c.get("compact"), "compact")
-    if "settle" in steps or "compact" in steps:
+    shear = None
+    if "shear" in steps:
+        from electrodem.process.shear_mix import ShearParams
+
+        shear = build(ShearParams, c.get("shear"), "shear")
+    if any(s in steps for s in ("settle", "compact", "shear")):
         engine = build(_engine_options_type(), c.get("engine"), "engine")
         # Minimum-image contacts need each periodic length above 2 x (largest diameter + skin); the
         # engine's automatic skin is half the smallest radius.
@@ -119,6 +125,12 @@ def validate(cfg: DictConfig | Mapping[str, Any]) -> RunConfig:
             require(getattr(rve, k) > need, f"rve.{k}", getattr(rve, k),
                     f"> {need:.3g} µm for DEM steps: twice the largest particle diameter ({d_max:.3g} µm) "
                     f"plus the neighbour skin; enlarge the box or lower the largest d_max_um")
+        if "shear" in steps:
+            # The shear cell is periodic in z too, with the loose placed height as its period.
+            h_um = loose_height_um(formulation, rve, place.packing_fraction)
+            require(h_um > need, "rve.thickness_um", rve.thickness_um,
+                    f"a loading whose loose placed height (now {h_um:.3g} µm at place.packing_fraction="
+                    f"{place.packing_fraction}) exceeds {need:.3g} µm, the z period the shear cell needs")
     analysis = None
     if "analyse" in steps:
         ap = _analysis_params_type()
@@ -130,4 +142,14 @@ def validate(cfg: DictConfig | Mapping[str, Any]) -> RunConfig:
     progress = c.get("progress", True)
     require(isinstance(progress, bool), "progress", progress, "true or false")
     return RunConfig(library, formulation, rve, steps, str(route.get("name", "custom")), seed, place,
-                     settle, engine, compact, analysis, progress, output)
+                     settle, engine, compact, analysis, progress, output, shear)
+
+
+def loose_height_um(formulation: Formulation, rve: RVESpec, packing_fraction: float) -> float:
+    """Height (µm) of the loose bed `electrodem.process.place.place` builds: solid volume / (area x
+    packing fraction), from the formulation's mass and densities (no particle drawn)."""
+    from electrodem.materials.formulation import solid_mass_g
+
+    m_g = solid_mass_g(formulation, rve)
+    v_um3 = sum(c.wt_pct / 100.0 * m_g / c.material.density_g_cm3 * 1e12 for c in formulation.components)
+    return v_um3 / (rve.box_x_um * rve.box_y_um * packing_fraction)

@@ -1,0 +1,259 @@
+"""Shear mixing of a placed AM/CB(/binder) population in a Lees–Edwards shear cell.
+
+The placed microstructure (x/y periodic, z from the current collector up to the loose bed height)
+becomes a box periodic on x, y **and** z of the same size: placement keeps every centre within
+[r, H - r] in z, so no particle overlaps a z image; that is checked here (minimum-image distances
+across all faces) before any engine work. The box is then sheared homogeneously (flow x, gradient z)
+at ``shear_rate_per_s`` up to ``strain`` with `electrodem.engine.shear.run_shear_cell`, after the
+streaming profile u_x = gamma_dot (z - Lz/2) is imposed (`impose_affine_velocity`) so that the flow
+does not have to develop from the faces.
+
+Packing: the box keeps the as-placed solid fraction (``place.packing_fraction``, ~0.3: a granular
+gas, not a dense paste); the volume is fixed, so the pressure is the collisional + kinetic stress of
+that state and the inertial number is large. It is a mixing demo, not a dense-flow rheometer; μ(I)
+for dense assemblies is tested in the engine's shear-cell tests.
+
+Read-out every strain increment (`SERIES`): shear stress tau (Pa), pressure p (Pa), μ = tau / p,
+inertial number I, coordination number Z (contacts per particle) and kinetic energy (J); the
+steady-state means are taken over the second half of the strain. Mixing is summarised by the mean
+number of AM neighbours in contact with each CB particle at the start and at the end.
+
+Shortcuts (DOMAIN.md §6), all in ``metadata['shortcuts']['shear']``: the shear rate against
+``industrial_shear_rate_per_s`` (speed-up), capped moduli, mass-scaled fines, gravity off.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scipy.spatial import cKDTree
+
+from electrodem.config import ConfigError
+from electrodem.engine.arch import EngineOptions
+from electrodem.io.snapshot import Microstructure
+from electrodem.process.settle import ROLLING_MODELS, _materials
+
+
+@dataclass
+class ShearParams:
+    """Parameters of the shear cell (SI unless the key says otherwise).
+
+    shear_rate_per_s : imposed shear rate gamma_dot (1/s), flow along x, gradient along z; sign = sense.
+    strain : total shear strain gamma_dot t (dimensionless, > 0).
+    samples : number of equally spaced read-outs of the rheology over the strain.
+    industrial_shear_rate_per_s : reference shear rate of a real mixer (1/s), only to report the speed-up.
+    affine_start : impose the streaming velocity profile before shearing (else the flow develops).
+    max_image_overlap_ratio : largest overlap / smaller radius allowed between particles that meet
+        across the new z-periodic face (0: none, as placement guarantees).
+    friction, restitution, rolling_friction, rolling_model, species_overrides : contact surface values
+        (as in settle).
+    modulus_scale, modulus_cap_Pa : shortcut: E_used = min(E x scale, cap).
+    fines_radius_um, fines_density_scale : shortcut: mass scaling of particles below that radius (um).
+    rayleigh_fraction : time step as a fraction of the Rayleigh time.
+    """
+
+    shear_rate_per_s: float = 1.0e4
+    strain: float = 0.5
+    samples: int = 20
+    industrial_shear_rate_per_s: float = 1.0e2
+    affine_start: bool = True
+    max_image_overlap_ratio: float = 0.0
+    friction: float = 0.5
+    restitution: float = 0.3
+    rolling_friction: float = 0.0
+    rolling_model: str = "epsd"
+    species_overrides: dict[str, dict[str, float]] = field(default_factory=dict)
+    modulus_scale: float = 1.0
+    modulus_cap_Pa: float | None = 1.0e9
+    fines_radius_um: float = 1.5
+    fines_density_scale: float = 100.0
+    rayleigh_fraction: float = 0.2
+
+    def __post_init__(self) -> None:
+        def req(cond: bool, key: str, allowed: str) -> None:
+            if not cond:
+                raise ConfigError(f"shear.{key}", getattr(self, key), allowed)
+
+        def num(key: str) -> float:
+            v = getattr(self, key)
+            req(
+                isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v),
+                key,
+                "a finite number",
+            )
+            return float(v)
+
+        req(num("shear_rate_per_s") != 0.0, "shear_rate_per_s", "a non-zero shear rate (1/s)")
+        req(num("strain") > 0.0, "strain", "a strain > 0")
+        req(
+            isinstance(self.samples, int) and not isinstance(self.samples, bool) and self.samples >= 1,
+            "samples",
+            "an integer >= 1",
+        )
+        req(num("industrial_shear_rate_per_s") > 0.0, "industrial_shear_rate_per_s", "> 0 (1/s)")
+        req(isinstance(self.affine_start, bool), "affine_start", "true or false")
+        req(num("max_image_overlap_ratio") >= 0.0, "max_image_overlap_ratio", ">= 0")
+        req(num("friction") >= 0.0, "friction", ">= 0")
+        req(0.0 < num("restitution") <= 1.0, "restitution", "in (0, 1]")
+        req(num("rolling_friction") >= 0.0, "rolling_friction", ">= 0")
+        req(self.rolling_model in ROLLING_MODELS, "rolling_model", f"one of {ROLLING_MODELS}")
+        req(
+            isinstance(self.species_overrides, dict), "species_overrides", "a mapping {species: {key: value}}"
+        )
+        req(num("modulus_scale") > 0.0, "modulus_scale", "> 0")
+        if self.modulus_cap_Pa is not None:
+            req(num("modulus_cap_Pa") > 0.0, "modulus_cap_Pa", "null or > 0 (Pa)")
+        req(num("fines_radius_um") >= 0.0, "fines_radius_um", ">= 0 (um)")
+        req(num("fines_density_scale") >= 1.0, "fines_density_scale", ">= 1")
+        req(0.0 < num("rayleigh_fraction") <= 1.0, "rayleigh_fraction", "in (0, 1]")
+
+
+def image_overlaps(micro: Microstructure, box_m: np.ndarray) -> np.ndarray:
+    """Overlap / smaller radius of every overlapping pair of ``micro`` in a box ``box_m`` periodic on
+    all three axes (minimum image), as an array (empty if none overlaps)."""
+    pos = np.mod(micro.positions_m, box_m)
+    r = micro.radii_m
+    tree = cKDTree(pos, boxsize=box_m)
+    pairs = tree.query_pairs(2.0 * float(r.max()), output_type="ndarray")
+    if len(pairs) == 0:
+        return np.zeros(0)
+    d = pos[pairs[:, 0]] - pos[pairs[:, 1]]
+    d -= box_m * np.round(d / box_m)
+    gap = np.linalg.norm(d, axis=1) - r[pairs[:, 0]] - r[pairs[:, 1]]
+    hit = gap < 0
+    return -gap[hit] / np.minimum(r[pairs[hit, 0]], r[pairs[hit, 1]])
+
+
+def cb_am_contacts(micro: Microstructure, i: np.ndarray, j: np.ndarray) -> float:
+    """Mean number of AM particles touching each CB particle (nan without CB), from contact pairs."""
+    roles = np.array([s.role for s in micro.species])[micro.species_id]
+    cb = roles == "CB"
+    if not cb.any():
+        return math.nan
+    am = roles == "AM"
+    n = np.count_nonzero(cb[i] & am[j]) + np.count_nonzero(am[i] & cb[j])
+    return float(n / cb.sum())
+
+
+def shear_mix(
+    micro: Microstructure,
+    params: ShearParams,
+    options: EngineOptions,
+    *,
+    csv_path: Path | None = None,
+    progress: bool = True,
+) -> tuple[Microstructure, dict[str, Any]]:
+    """Shear ``micro`` in a fully periodic Lees–Edwards cell of its box; returns (sheared copy, report).
+
+    The report holds the time series (lists under ``series``: the `electrodem.engine.shear.SERIES`
+    columns), the steady-state means over the second half of the strain (``steady``), the solid
+    fraction, the CB–AM contact numbers before and after, the time step and the shortcuts. The copy is
+    periodic on x, y and z, carries the contacts at the end, ``metadata['shear']`` (report and
+    parameters) and ``metadata['shortcuts']['shear']``. With ``csv_path`` the series is written as CSV.
+    """
+    from electrodem.engine import ContactModel, Guards, Simulation, init
+    from electrodem.engine.shear import SERIES, impose_affine_velocity, run_shear_cell
+
+    if not isinstance(params, ShearParams):
+        raise ConfigError("shear", type(params).__name__, "a ShearParams")
+    if micro.n < 2:
+        raise ConfigError("shear.microstructure", micro.n, "at least two particles")
+    box = np.asarray(micro.box_m, float).copy()
+    need = 2.0 * 2.0 * float(micro.radii_m.max()) + 0.5 * float(micro.radii_m.min())
+    for a, name in enumerate("xyz"):
+        if not box[a] > need:
+            allowed = f"> {need:.4g} m: twice the largest diameter plus the neighbour skin"
+            raise ConfigError(f"shear.microstructure.box_m[{name}]", box[a], allowed)
+    ov = image_overlaps(micro, box)
+    if ov.size and float(ov.max()) > params.max_image_overlap_ratio:
+        raise ConfigError("shear.max_image_overlap_ratio", params.max_image_overlap_ratio,
+                          f">= {float(ov.max()):.3g}: {ov.size} pairs overlap in the fully periodic box "
+                          f"(the placed bed does not fit its z-periodic image)")  # fmt: skip
+
+    init(options)
+    mats = _materials(micro, params, "shear")[:-1]  # no current collector in a fully periodic box
+    fines = micro.radii_m < params.fines_radius_um * 1e-6
+    masses = micro.masses_kg * np.where(fines, params.fines_density_scale, 1.0)
+    rate = float(params.shear_rate_per_s)
+    contact = ContactModel(rolling=params.rolling_model if params.rolling_friction > 0 else "none")
+    sim = Simulation(
+        mats,
+        box_m=box,
+        periodic=(True, True, True),
+        contact=contact,
+        gravity_m_per_s2=(0.0, 0.0, 0.0),
+        rayleigh_fraction=params.rayleigh_fraction,
+        impact_speed_m_per_s=abs(rate) * float(box[2]),
+        guards=Guards(),
+        options=options,
+        shear_rate_per_s=rate,
+    )
+    try:
+        sim.add_particles(np.mod(micro.positions_m, box), micro.radii_m, micro.species_id.astype(int),
+                          masses_kg=masses)  # fmt: skip
+        if params.affine_start:
+            impose_affine_velocity(sim, keep_fluctuations=False)
+        shortcuts: dict[str, Any] = {
+            "shear_rate_per_s": rate,
+            "industrial_shear_rate_per_s": params.industrial_shear_rate_per_s,
+            "shear_rate_speed_up_factor": abs(rate) / params.industrial_shear_rate_per_s,
+            "fines_radius_um": params.fines_radius_um,
+            "fines_density_scale": params.fines_density_scale,
+            "fines_count": int(fines.sum()),
+            "modulus_scale": params.modulus_scale,
+            "modulus_cap_Pa": params.modulus_cap_Pa,
+            "gravity": "off",
+            "z_periodic": "the placed bed's height is the z period; the current collector is dropped",
+        }
+        sim.scalings.update(shortcuts)
+        c0 = sim.contact_arrays()
+        cb_am_0 = cb_am_contacts(micro, c0["i"], c0["j"])
+        series = run_shear_cell(sim, params.strain, samples=params.samples, csv_path=csv_path,
+                                progress=progress)  # fmt: skip
+        shortcuts["dt_s"] = float(sim.dt_s)
+        st = sim.state()
+        c1 = sim.contact_arrays()
+        contacts = sim.contacts()
+        describe = sim.describe()
+        shift = float(sim.lees_edwards_shift_m)
+        steps = int(sim.step)
+        sim_time = float(sim.time_s)
+    finally:
+        sim.free()
+    cb_am_1 = cb_am_contacts(micro, c1["i"], c1["j"])
+    half = series["strain"] >= 0.5 * float(series["strain"][-1])
+    steady = {k: float(np.nanmean(series[k][half])) for k in SERIES if k not in ("strain", "time_s")}
+    solid = float(micro.volumes_m3.sum() / np.prod(box))
+    report: dict[str, Any] = {
+        "shear_rate_per_s": rate,
+        "strain": float(series["strain"][-1]),
+        "solid_fraction": solid,
+        "box_um": (box * 1e6).tolist(),
+        "n_particles": int(micro.n),
+        "steady": steady,
+        "steady_window": "second half of the strain",
+        "cb_am_contacts_per_cb": {"start": cb_am_0, "end": cb_am_1},
+        "lees_edwards_shift_m": shift,
+        "steps": steps,
+        "dt_s": shortcuts["dt_s"],
+        "simulated_time_s": sim_time,
+        "shortcuts": shortcuts,
+        "series": {k: series[k].tolist() for k in SERIES},
+    }
+    out = micro.with_(
+        positions_m=st["positions_m"],
+        velocities_m_per_s=st["velocities_m_per_s"],
+        periodic=(True, True, True),
+        contacts=contacts,
+        time_s=micro.time_s + sim_time,
+        metadata={
+            "stage": "sheared",
+            "shortcuts": {**micro.metadata.get("shortcuts", {}), "shear": shortcuts},
+            "shear": {**report, "params": asdict(params), "engine": describe},
+        },
+    )
+    return out, report
