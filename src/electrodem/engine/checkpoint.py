@@ -1,8 +1,9 @@
 """Checkpoints: the full state of a `Simulation` in one ``.npz`` (model as JSON, arrays as float64).
 
 Holds particles (positions, velocities, spins, forces and torques of the last step so the next half
-kick is exact), per-pair and per-wall contact history (with the largest overlaps of the Thornton–Ning
-law and the JKR contact flags), the temperature, wall positions/velocities/forces, step, time, time
+kick is exact, the recorded wall forces of `Simulation(record_wall_forces=True)`), per-pair and
+per-wall contact history (with the largest overlaps of the Thornton–Ning
+law and the JKR contact flags), the temperature, wall positions/velocities/forces/work, step, time, time
 step and the model description, so `read_checkpoint` continues the run where it stopped.
 """
 
@@ -50,6 +51,7 @@ def capture(sim: Any) -> dict[str, Any]:
         "particles": st,
         "walls": glob["walls"].astype(np.float64),
         "wforce": glob["wforce"].astype(np.float64),
+        "wwork": sim._store.wwork.to_numpy().astype(np.float64),
         "le_shift_m": float(glob["dom"][D_LE_SHIFT]),
         "hist": hist,
         "extensions": {e.name: e.state_dict() for e in sim.extensions},
@@ -72,6 +74,7 @@ def write_checkpoint(data: dict[str, Any], path: Path) -> Path:
         "next_id": np.array(data["next_id"]),
         "walls": data["walls"],
         "wforce": data["wforce"],
+        "wwork": data["wwork"],
         "le_shift_m": np.array(data.get("le_shift_m", 0.0)),
     }
     for k, v in data["particles"].items():
@@ -126,6 +129,7 @@ def read_checkpoint(cls: Any, path: Path, options: Any = None) -> Any:
         options=options,
         temperature_K=m.get("temperature_K", 293.15),
         shear_rate_per_s=m.get("shear_rate_per_s", 0.0),
+        record_wall_forces=m.get("record_wall_forces", False),
     )
     sim.scalings.update(m["scalings"])
     p = {k[2:]: data[k] for k in data if k.startswith("p_")}
@@ -147,6 +151,8 @@ def read_checkpoint(cls: Any, path: Path, options: Any = None) -> Any:
     np_real = sim.np_real
     st.walls.from_numpy(data["walls"].astype(np_real))
     st.wforce.from_numpy(data["wforce"].astype(np_real))
+    if "wwork" in data:  # older checkpoints: the wall work restarts from zero
+        st.wwork.from_numpy(data["wwork"].astype(np_real))
     from electrodem.engine.extensions import restore
 
     for e in m.get("extensions", []):

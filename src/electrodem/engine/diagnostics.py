@@ -104,7 +104,9 @@ def export_contacts(
     cval: ti.types.ndarray(),
 ) -> ti.i32:
     """Touching pairs: i, j and per pair [overlap (m), contact radius sqrt(R* d) (m), normal force (N),
-    tangential force magnitude (N)]; returns their number. Order is arbitrary (the caller sorts)."""
+    tangential force magnitude (N), unit normal n from j to i (3), tangential force on i (N, 3), branch
+    vector x_i - x_j (m, minimum image, 3)]; returns their number. Order is arbitrary (the caller
+    sorts)."""
     count = 0
     for i in range(n):
         xi, ri = s.x[i], s.r[i]
@@ -123,7 +125,12 @@ def export_contacts(
                 cval[slot, 0] = delta
                 cval[slot, 1] = ti.sqrt(ri * s.r[j] / (ri + s.r[j]) * delta)
                 cval[slot, 2] = fn
-                cval[slot, 3] = (fk - fn * nrm).norm()
+                ft = fk - fn * nrm
+                cval[slot, 3] = ft.norm()
+                for a in ti.static(range(3)):
+                    cval[slot, 4 + a] = nrm[a]
+                    cval[slot, 7 + a] = ft[a]
+                    cval[slot, 10 + a] = d[a]
     return count
 
 

@@ -54,7 +54,7 @@ from electrodem.engine.model import (
     P_PY,
     P_W,
 )
-from electrodem.engine.state import D_LE_DV, D_LE_SHIFT, T_CN, T_CT
+from electrodem.engine.state import D_LE_DV, D_LE_SHIFT, T_CN, T_CT, WW_DX, WW_WORK
 from electrodem.engine.walls import (
     W_GAIN,
     W_NX,
@@ -125,16 +125,29 @@ def _advance_shift(s, dt):
 
 @ti.func
 def _move_wall(s, k, dt):
+    """Move wall k by one step and add its work on the particles.
+
+    Work: trapezoidal rule over the wall's displacements dx_n = v_n dt (the full velocity: an in-plane
+    component drags particles by friction and works too), W = sum_n -1/2 (F_(n-1) + F_n) . dx_n with
+    F the force of the particles on the wall. At step n the force of the last evaluation, F_(n-1),
+    closes step n-1 and opens step n: W += -1/2 F_(n-1) . (dx_(n-1) + dx_n); the half step still
+    open, -1/2 F_n . dx_n, is added when the work is read (`Simulation.wall_work_J`)."""
     nrm = _vec(s.walls, k, W_NX)
+    f_prev = s.wforce[k]
     if s.wmode[k] == 2:
-        load = -s.wforce[k].dot(nrm)
+        load = -f_prev.dot(nrm)
         speed = s.walls[k, W_GAIN] * (s.walls[k, W_TARGET] - load)
         speed = ti.min(ti.max(speed, -s.walls[k, W_VMAX]), s.walls[k, W_VMAX])
         for a in ti.static(range(3)):
             s.walls[k, W_VX + a] = speed * nrm[a]
-    step = _vec(s.walls, k, W_VX).dot(nrm) * dt
+    vel = _vec(s.walls, k, W_VX)
+    step = vel.dot(nrm) * dt
     for a in ti.static(range(3)):
         s.walls[k, W_PX + a] += step * nrm[a]
+    dx = vel * dt
+    s.wwork[k, WW_WORK] -= 0.5 * f_prev.dot(_vec(s.wwork, k, WW_DX) + dx)
+    for a in ti.static(range(3)):
+        s.wwork[k, WW_DX + a] = dx[a]
 
 
 @ti.func
@@ -368,6 +381,8 @@ def _particle_forces(
             fi += force
             ti_ += t_i
             s.wforce[wk] -= force
+            if ti.static(s.record):
+                s.wrec[s.ext[i], wk] = force
         else:
             if flags & (1 << wk):
                 s.wht[i, wk] = zero
@@ -375,6 +390,8 @@ def _particle_forces(
                     s.whr[i, wk] = zero
                 if ti.static(s.plastic):
                     s.wdm[i, wk] = 0.0
+                if ti.static(s.record):
+                    s.wrec[s.ext[i], wk] = zero
             if ti.static(cohesion):
                 if im_i > 0.0:
                     # Apart from the wall: JKR contact stretched to negative overlap, or vdW across the gap.
@@ -384,6 +401,10 @@ def _particle_forces(
                     if f_n != 0.0:
                         fi += f_n * nrm
                         s.wforce[wk] -= f_n * nrm
+                        if ti.static(s.record):
+                            # Bit wk marks the record to clear once the attraction ends.
+                            s.wrec[s.ext[i], wk] = f_n * nrm
+                            new_flags |= 1 << wk
     if new_flags != flags:
         s.wflag[i] = new_flags
     if im_i > 0.0:

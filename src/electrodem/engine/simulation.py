@@ -45,8 +45,9 @@ class Guards:
     max_overlap_ratio : largest allowed overlap divided by the smaller radius of the pair.
     energy_growth_factor : stop when kinetic + elastic (+ cohesive, <= 0) energy exceeds this factor
         times the energy available (initial kinetic + elastic + cohesive energy + gravitational energy
-        released + work of moving walls estimated from their force and speed); a stable run cannot
-        exceed 1. Fixed particles given a velocity do work that is not counted.
+        released + the work of the walls, summed every step in the step kernel (`wall_work_J`)); a
+        stable run cannot exceed 1. The work of fixed particles given a velocity and of the
+        Lees–Edwards boundaries is estimated from the force and speed at each check.
     """
 
     every_steps: int = 200
@@ -118,6 +119,8 @@ class Simulation:
         materials with a softening range (`Material.softening_factor`); change it with
         `set_temperature`.
 
+    record_wall_forces : keep the force of every wall on every particle from each force evaluation
+        (one vector per particle and wall of memory), read by `wall_contact_forces`.
     shear_rate_per_s : Lees–Edwards simple shear rate gamma_dot (1/s) of a fully periodic box: flow
         along x, gradient along z, streaming profile u_x = gamma_dot (z - Lz/2); the image above the
         box is offset by s(t) = gamma_dot Lz t (mod Lx). 0 (default) is a plain periodic box. See
@@ -143,6 +146,7 @@ class Simulation:
         options: arch.EngineOptions | None = None,
         temperature_K: float = 293.15,
         shear_rate_per_s: float = 0.0,
+        record_wall_forces: bool = False,
     ) -> None:
         self.options = arch.init(options) if options is not None else arch.ensure_init()
         self._generation = arch.generation()
@@ -217,6 +221,10 @@ class Simulation:
         self.cohesion_reach_m = 0.0
         """Gap (m) out to which cohesion acts between spheres; added to the neighbour-list skin."""
         self._wall_work_J = 0.0
+        """Work (J) of driven fixed particles and Lees–Edwards boundaries, estimated at the guard checks."""
+        self._wall_work_at_ref_J = 0.0
+        """Exact wall work (J, all walls) when the energy reference was taken."""
+        self.record_wall_forces = bool(record_wall_forces)
         self._driven_fixed = False
         self._energy_ref: float | None = None
         self._last_good: dict[str, Any] | None = None
@@ -237,11 +245,15 @@ class Simulation:
             self.real,
             self.contact.rolling == "epsd",
             self.contact.normal == "thornton_ning",
+            self.record_wall_forces,
         )
         self._write_globals()
-        if old is not None:
+        if old is None:
+            self._store.wwork.fill(0.0)
+        else:
             self._store.walls.from_numpy(old.walls.to_numpy())
             self._store.wforce.from_numpy(old.wforce.to_numpy())
+            self._store.wwork.from_numpy(old.wwork.to_numpy())
             self._store.dom.from_numpy(old.dom.to_numpy())
             release(old)
 
@@ -387,6 +399,7 @@ class Simulation:
             "wht": np.zeros((k, MAX_WALLS, 3)),
             "whr": np.zeros((k, MAX_WALLS, 3)),
             "wdm": np.zeros((k, MAX_WALLS)),
+            "wrec": np.zeros((k, MAX_WALLS, 3)),
         }
         merged = {key: np.concatenate([cur[key], add[key]]) for key in cur}
         # Loading resets the internal particle order to the external one: keep the contact history by
@@ -782,6 +795,7 @@ class Simulation:
         total = int(steps) if steps is not None else None
         if self._energy_ref is None:
             self._energy_ref = self._energy_available_reference()
+            self._wall_work_at_ref_J = float(sum(self.wall_work_J(k) for k in range(len(self.walls))))
         bar = None
         if progress:
             from tqdm.auto import tqdm
@@ -872,14 +886,10 @@ class Simulation:
                 f"or dt = {self.dt_s:.3g} s too large"
             )
         else:
-            # Work done by moving walls since the last check, estimated as |F.v| dt per step.
-            for k, st in enumerate(self.wall_state()):
-                self._wall_work_J += (
-                    abs(float(np.dot(st["force_N"], st["velocity_m_per_s"])))
-                    * self.guards.every_steps
-                    * self.dt_s
-                )
-                del k
+            # Work of the walls since the reference: exact, summed every step by the step kernel.
+            wall_work = (
+                float(sum(self.wall_work_J(k) for k in range(len(self.walls)))) - self._wall_work_at_ref_J
+            )
             # Fixed particles moved at a prescribed velocity (clamps, drivers) work on the others too.
             if self._driven_fixed:
                 st = self._store.particles_to_numpy(self.n)
@@ -902,6 +912,7 @@ class Simulation:
                 (self._energy_ref or 0.0)
                 - d["gravity_potential_J"]
                 + self._wall_work_J
+                + wall_work
                 + sum(e.work_done_J(self) for e in self.extensions)
             )
             # Cohesive energy is potential energy, negative where attraction has done work: it is part
@@ -919,6 +930,7 @@ class Simulation:
                     + abs(d["gravity_potential_J"])
                     + abs(d["cohesive_energy_J"])
                     + self._wall_work_J
+                    + abs(wall_work)
                 )
             )
             scale = max(budget, 0.0) + roundoff + 1e-300
@@ -1009,8 +1021,11 @@ class Simulation:
         )
 
     def contact_arrays(self) -> dict[str, np.ndarray]:
-        """Touching pairs sorted by (i, j) (i < j not guaranteed): i, j, overlap_m, contact_radius_m,
-        normal_force_N (from the last force evaluation, damping included), tangential_force_N."""
+        """Touching pairs sorted by (i, j), i < j (external indices), from the last force evaluation:
+        i, j, overlap_m, contact_radius_m, normal_force_N (damping and cohesion included; repulsive
+        > 0), tangential_force_N (magnitude), and as (m, 3) vectors: normal (unit, from j to i),
+        tangential_force_vector_N (on i from j) and branch_vector_m (x_i - x_j, minimum image). The
+        force on i from j is normal_force_N * normal + tangential_force_vector_N."""
         from electrodem.engine.diagnostics import export_contacts
 
         if not self._forces_valid:
@@ -1018,13 +1033,15 @@ class Simulation:
         m = max(self._nl.n_pairs, 1)
         ti = self._ti
         ci, cj = ti.ndarray(ti.i32, m), ti.ndarray(ti.i32, m)
-        cval = ti.ndarray(self.real, (m, 4))
+        cval = ti.ndarray(self.real, (m, 13))
         cnt = int(export_contacts(self._store, self._nl.pairs, self.n, ci, cj, cval))
         ext = self._store.external_index(self.n)
         i, j = ext[ci.to_numpy()[:cnt]], ext[cj.to_numpy()[:cnt]]
         val = cval.to_numpy()[:cnt].astype(np.float64)
         lo, hi = np.minimum(i, j), np.maximum(i, j)
         order = np.lexsort((hi, lo))
+        # Swapping i and j reverses the normal, the branch vector and the force on i.
+        sign = np.where(i > j, -1.0, 1.0)[order, None]
         return {
             "i": lo[order],
             "j": hi[order],
@@ -1032,6 +1049,9 @@ class Simulation:
             "contact_radius_m": val[order, 1],
             "normal_force_N": val[order, 2],
             "tangential_force_N": val[order, 3],
+            "normal": sign * val[order, 4:7],
+            "tangential_force_vector_N": sign * val[order, 7:10],
+            "branch_vector_m": sign * val[order, 10:13],
         }
 
     def contact_statistics(self, bins: int = 40) -> dict[str, Any]:
@@ -1054,9 +1074,35 @@ class Simulation:
         wall_overlaps(self._store, self.n, index, out)
         return self._store.to_external(out.to_numpy().astype(np.float64), self.n)
 
+    def wall_work_J(self, index: int) -> float:
+        """Work (J) wall ``index`` has done on the particles since the simulation began: the sum over
+        steps of -F . v dt (trapezoidal rule, F the force of the particles on the wall, v the wall
+        velocity including in-plane components), accumulated every step by the step kernel."""
+        from electrodem.engine.state import WW_DX, WW_WORK
+
+        ww = self._store.wwork.to_numpy().astype(np.float64)[index]
+        frc = self._store.wforce.to_numpy().astype(np.float64)[index]
+        return float(ww[WW_WORK] - 0.5 * frc @ ww[WW_DX : WW_DX + 3])
+
+    def wall_contact_forces(self, index: int) -> np.ndarray:
+        """(n, 3) force (N) of wall ``index`` on each particle (external order; zero where apart), from
+        the last force evaluation: the contact law's own force (damping, friction, plasticity,
+        cohesion included), recorded by the force loop. Their sum is minus ``wall_state()[index]
+        ["force_N"]``. Needs ``Simulation(record_wall_forces=True)``."""
+        if not self.record_wall_forces:
+            raise ConfigError(
+                "record_wall_forces", False, "True (Simulation(record_wall_forces=True)) to read wall forces"
+            )
+        if not 0 <= index < len(self.walls):
+            raise ConfigError("index", index, f"a wall index in [0, {len(self.walls)})")
+        if not self._forces_valid:
+            self._prime()
+        return self._store.wrec.to_numpy()[: self.n, index].astype(np.float64)
+
     def wall_state(self) -> list[dict[str, Any]]:
         """Per wall: name, point_m, normal, velocity_m_per_s, force_N (exerted by the particles during
-        the last step), load_N (compressive, along -normal) and pressure_Pa (load / area)."""
+        the last step), load_N (compressive, along -normal), pressure_Pa (load / area) and work_J (see
+        `wall_work_J`)."""
         tab = self._store.walls.to_numpy().astype(np.float64)
         frc = self._store.wforce.to_numpy().astype(np.float64)
         out = []
@@ -1072,6 +1118,7 @@ class Simulation:
                     "force_N": frc[k].copy(),
                     "load_N": load,
                     "pressure_Pa": load / self.wall_area_m2(k),
+                    "work_J": self.wall_work_J(k),
                 }
             )
         return out
@@ -1117,6 +1164,7 @@ class Simulation:
             "background_damping_per_s": self.background_damping_per_s,
             "temperature_K": self.temperature_K,
             "shear_rate_per_s": self.shear_rate_per_s,
+            "record_wall_forces": self.record_wall_forces,
             "lees_edwards_shift_m": self.lees_edwards_shift_m,
             "time_step": asdict(self.time_step_report) if self.time_step_report else None,
             "dt_fixed_s": self._dt_fixed,

@@ -9,8 +9,10 @@ tq (N m), radius r (m), inverse mass invm (1/kg, 0 = fixed), inverse moment of i
 (1/(kg m^2)), material index mat, grid level, position at the last neighbour build xref (m),
 per-wall contact history wht (tangential, m) / whr (rolling, N m; stored only when ``rolling``) / wdm
 (largest overlap of the contact so far, m; stored only when ``plastic``, the Thornton–Ning law) and
-``wflag`` (bit k set while the history of wall k may be non-zero, so that particles far from the
-walls never touch their history).
+``wflag`` (bit k set while the history or the recorded force of wall k may be non-zero, so that
+particles far from the walls never touch them). With ``record`` (`Simulation(record_wall_forces=True)`)
+``wrec[e, k]`` holds the force (N) of wall k on the particle of EXTERNAL index e from the last force
+evaluation: stored by external index, it needs no re-ordering at neighbour builds.
 
 Internal order: the neighbour list re-orders the particles by grid cell at every build (neighbours
 then sit close in memory, as LIGGGHTS' atom sorting does). ``ext[i]`` is the external index (order
@@ -20,7 +22,8 @@ external index e (force extensions such as bonds address particles through it). 
 internal one.
 
 Per simulation: ``dom`` (see `electrodem.engine.integrate`), the wall table, wall modes/materials,
-the force on each wall (N), the pair-property table (columns of `electrodem.engine.model` followed
+the force on each wall (N), the exact work of each wall (``wwork``, see `WW_WORK`), the pair-property
+table (columns of `electrodem.engine.model` followed
 by the damping coefficients of `TABLE_COLS`) and a diagnostics buffer.
 """
 
@@ -47,6 +50,12 @@ T_CN, T_CT = N_PAIR_PROPS, N_PAIR_PROPS + 1
 """Extra pair-table columns: eta sqrt(2 E*) and eta sqrt(8 G*) (sqrt(Pa)), so that the contact law
 gets both dashpot coefficients from one square root sqrt(m* a)."""
 TABLE_COLS = N_PAIR_PROPS + 2
+
+WW_WORK, WW_DX = 0, 1
+"""Columns of ``wwork`` (per wall): the work (J) the wall has done on the particles, summed by the
+trapezoidal rule over its displacements but without the last half step (0.5 F_n . dx_n, added when
+read, see `electrodem.engine.integrate._move_wall`), then that last displacement dx (m, 3 columns)."""
+N_WWORK = 4
 
 
 def round_capacity(n: int) -> int:
@@ -89,13 +98,20 @@ class ParticleStore:
     """All per-particle and per-simulation fields of capacity ``cap``."""
 
     def __init__(
-        self, cap: int, n_materials: int, real: Any, rolling: bool = False, plastic: bool = False
+        self,
+        cap: int,
+        n_materials: int,
+        real: Any,
+        rolling: bool = False,
+        plastic: bool = False,
+        record: bool = False,
     ) -> None:
         self.cap = cap
         self.real = real
         self.rolling = bool(rolling)
         self.plastic = bool(plastic)
-        self.pool_key = (cap, n_materials, real, self.rolling, self.plastic)
+        self.record = bool(record)
+        self.pool_key = (cap, n_materials, real, self.rolling, self.plastic, self.record)
         fb = ti.FieldsBuilder()
         vec = ti.types.vector(3, real)
         for name in (*VEC_FIELDS, "xref", "tmp_v"):
@@ -125,6 +141,9 @@ class ParticleStore:
         # Largest wall overlap exists only with the Thornton–Ning law.
         self.wdm = ti.field(real)
         fb.dense(ti.ij, (cap if plastic else 1, MAX_WALLS)).place(self.wdm)
+        # Per-particle wall forces exist only when asked for (external index, see module docstring).
+        self.wrec = ti.field(vec)
+        fb.dense(ti.ij, (cap if record else 1, MAX_WALLS)).place(self.wrec)
         self.dom = ti.field(real)
         fb.dense(ti.i, DOM_SIZE).place(self.dom)
         self.walls = ti.field(real)
@@ -134,6 +153,8 @@ class ParticleStore:
         fb.dense(ti.i, MAX_WALLS).place(self.wmode, self.wmat)
         self.wforce = ti.field(vec)
         fb.dense(ti.i, MAX_WALLS).place(self.wforce)
+        self.wwork = ti.field(real)
+        fb.dense(ti.ij, (MAX_WALLS, N_WWORK)).place(self.wwork)
         self.table = ti.field(real)
         fb.dense(ti.ijk, (n_materials, n_materials, TABLE_COLS)).place(self.table)
         self.diag = ti.field(real)
@@ -173,6 +194,10 @@ class ParticleStore:
             b = np.empty_like(a)
             b[ext] = a
             out[name] = b
+        # Already in external order.
+        out["wrec"] = (
+            self.wrec.to_numpy()[:n].astype(np.float64) if self.record else np.zeros((n, MAX_WALLS, 3))
+        )
         return out
 
     def particles_from_numpy(self, data: dict[str, np.ndarray]) -> int:
@@ -208,7 +233,15 @@ class ParticleStore:
             self.whr.from_numpy(padded(hist["whr"], np_real, (MAX_WALLS, 3)))
         if self.plastic:
             self.wdm.from_numpy(padded(wdm, np_real, (MAX_WALLS,)))
-        self.wflag.from_numpy(padded(wall_flags(hist["wht"], hist["whr"], wdm), np.int32, ()))
+        flags = wall_flags(hist["wht"], hist["whr"], wdm)
+        if self.record:
+            wrec = data.get("wrec")
+            wrec = np.zeros((n, MAX_WALLS, 3)) if wrec is None else np.asarray(wrec).reshape(n, MAX_WALLS, 3)
+            self.wrec.from_numpy(padded(wrec, np_real, (MAX_WALLS, 3)))
+            # A frictionless contact has no history but a recorded force, which must be cleared when
+            # the particle leaves the wall.
+            flags |= wall_flags(wrec, np.zeros_like(wrec))
+        self.wflag.from_numpy(padded(flags, np.int32, ()))
         self.ext.from_numpy(padded(np.arange(n), np.int32, ()))
         self.intern.from_numpy(padded(np.arange(n), np.int32, ()))
         return n

@@ -7,24 +7,28 @@ Stages
   ``target_thickness_um``, or to the gap at which the solid below it gives ``target_porosity``) or
   pressure-controlled (the engine's servo wall drives the plate load to ``target_pressure_MPa`` and
   the stage ends when it stayed within ``pressure_tolerance`` for ``hold_checks`` records);
-* **unload**: the plate withdraws at the plate speed until it carries no load;
+* **unload**: the plate withdraws at the plate speed until it carries no load, under the relaxation
+  damping below (without gravity or adhesion, particles whose contacts unload to zero force would
+  otherwise fly apart at the unloading speed and open gaps the real layer does not have; against the
+  contact forces of the loaded bed that damping is a per-mille perturbation);
 * **relax**: the plate is parked above the layer and the bed comes to rest (kinetic energy below
   ``relax_ke_ratio`` x the elastic energy stored at the largest load) under a background damping
   (a named shortcut: without gravity, a particle launched by the released elastic energy would
   otherwise drift away forever).
 
 Quantities (recorded every ``record_every_steps``):
-* pressure = plate load / box cross-section (Pa; the engine sums the particle–plate forces);
+* pressure = plate load / box cross-section (Pa; the engine sums the particle–plate forces, and
+  ``plate_contact_force_sum_N`` re-sums the per-particle forces the engine records, the contact law's
+  own: damping, friction, plasticity included);
 * thickness = min(plate position, highest particle top z + r): the plate gap while it presses, the
   micrometer-gauge thickness after release (the same measure `Microstructure.top_m` uses);
 * porosity = 1 - (solid volume below the thickness, exact spherical caps) / (area x thickness);
   density = (mass below it, real densities) / (area x thickness);
-* particle stress: sigma_i = (1 / V_i) sum_c F_n,c l_c n_c (x) n_c over the particle's contacts
-  (normal forces, lever l = distance from the centre to the contact point), compressive positive;
-  its largest principal value is the cracking-risk proxy (max and 99th percentile reported).
-  Tangential forces are not exported by the engine per direction, so they are left out: the proxy
-  is exact for frictionless contacts (where sum_i V_i sigma_i,zz = plate load x gap at rest) and a
-  lower bound of the normal part otherwise;
+* particle stress: sigma_i = (1 / V_i) sum_c l_c f_c (x) n_c over the particle's contacts (full
+  contact force f_c on the particle, normal and tangential; n_c the unit normal toward the particle;
+  lever l = distance from the centre to the contact point), compressive positive (Love–Weber: the
+  volume-weighted sum over particles is the contact virial sum f_ij (x) d_ij); the largest principal
+  value of its symmetric part is the cracking-risk proxy (max and 99th percentile reported);
 * inertial number I = (plate speed / thickness) d_v / sqrt(p / rho) with d_v the volume-weighted
   mean diameter (sum d^4 / sum d^3) and rho the bed's simulated (mass-scaled) density; loading is
   quasi-static when I < ``inertial_number_max`` wherever p >= ``quasi_static_pressure_fraction``
@@ -34,6 +38,12 @@ After unloading: spring-back (`electrodem.analysis.compaction.spring_back_pct`, 
 to the loaded thickness), elastic recovery (recovered / compressed thickness, 100 % for a purely
 elastic bed that does not rearrange), final porosity, thickness, density, and Meyer (pressure in MPa)
 and Heckel fits of the loading curve.
+
+Plasticity: ``contact_normal = "thornton_ning"`` gives every species the yield (limiting contact)
+pressure of ``yield_pressure_MPa_by_species`` (else the uniform ``yield_pressure_MPa``); the current
+collector and plate stay elastic, so a particle–plate contact yields at the particle's pressure.
+These parameters stand in until the material library carries yield pressures. They are used as given
+(not scaled with ``modulus_scale``).
 
 Shortcuts (DOMAIN.md §6), all in ``metadata['shortcuts']['compact']``: the plate speed against
 ``industrial_plate_speed_m_per_s`` (speed-up factor), mass-scaled fines, softened moduli if
@@ -82,7 +92,10 @@ class CompactParams:
     industrial_plate_speed_m_per_s : reference speed of a real press, only to report the speed-up.
     pressure_tolerance : pressure mode: relative band around the target that counts as reached ...
     hold_checks : ... for this many consecutive records.
-    contact_normal : engine normal contact model (``hertz``; elastic–plastic models once available).
+    contact_normal : engine normal contact model: ``hertz`` (elastic) or ``thornton_ning`` (elastic–
+        perfectly plastic, needs yield pressures).
+    yield_pressure_MPa : thornton_ning: yield pressure of every species (MPa) not in ...
+    yield_pressure_MPa_by_species : ... {species name: yield pressure (MPa)}.
     friction, restitution, rolling_friction, rolling_model, species_overrides : contact surface values
         as in settle (the plate takes the current collector's material).
     modulus_scale, modulus_cap_Pa : shortcut: E_used = min(E x scale, cap) (default: real moduli).
@@ -107,6 +120,8 @@ class CompactParams:
     pressure_tolerance: float = 0.03
     hold_checks: int = 5
     contact_normal: str = "hertz"
+    yield_pressure_MPa: float | None = None
+    yield_pressure_MPa_by_species: dict[str, float] = field(default_factory=dict)
     friction: float = 0.3
     restitution: float = 0.3
     rolling_friction: float = 0.0
@@ -163,6 +178,18 @@ class CompactParams:
         req(num("industrial_plate_speed_m_per_s") > 0, "industrial_plate_speed_m_per_s", "> 0 (m/s)")
         req(0 < num("pressure_tolerance") < 0.5, "pressure_tolerance", "in (0, 0.5)")
         req(self.contact_normal in NORMAL_MODELS, "contact_normal", f"one of {NORMAL_MODELS}")
+        if opt("yield_pressure_MPa") is not None:
+            req(num("yield_pressure_MPa") > 0, "yield_pressure_MPa", "null or > 0 (MPa)")
+        by = self.yield_pressure_MPa_by_species
+        ok_by = isinstance(by, dict) and all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0
+            for v in by.values()
+        )
+        req(ok_by, "yield_pressure_MPa_by_species", "a mapping species -> yield pressure > 0 (MPa)")
+        if self.contact_normal == "thornton_ning":
+            req(self.yield_pressure_MPa is not None or bool(by), "yield_pressure_MPa",
+                "a yield pressure > 0 (MPa), or compact.yield_pressure_MPa_by_species, with "
+                "contact_normal=thornton_ning")  # fmt: skip
         req(num("friction") >= 0, "friction", ">= 0")
         req(0 < num("restitution") <= 1, "restitution", "in (0, 1]")
         req(num("rolling_friction") >= 0, "rolling_friction", ">= 0")
@@ -186,56 +213,46 @@ class CompactParams:
 
 # ---------------------------------------------------------------------- forces and stresses
 def wall_contact_forces_N(sim: Any, index: int) -> np.ndarray:
-    """Elastic normal force (N) of every particle on wall ``index`` (0 where not touching), external
-    order: Hertz 4/3 E* sqrt(r) d^1.5 with E* of the particle–wall material pair. Equals the wall's
-    load as the engine sums it when the contact damping is zero (restitution 1) or the bed is at rest.
-    """
-    from electrodem.engine.model import P_ESTAR
-
-    if sim.contact.normal != "hertz":
-        raise NotImplementedError(f"per-particle wall forces for contact.normal={sim.contact.normal!r}")
-    ov = np.clip(sim.wall_overlaps_m(index), 0.0, None)
-    st = sim.state()
-    e_star = sim.materials.pair_table(sim.contact)[:, :, P_ESTAR]
-    wmat = sim.materials.index(sim.walls[index].material)
-    return 4.0 / 3.0 * e_star[st["material_id"], wmat] * np.sqrt(st["radii_m"]) * ov**1.5
+    """Normal force (N) of every particle on wall ``index`` (0 where apart), external order: the
+    component along the wall normal of the force the engine's force loop recorded
+    (`Simulation.wall_contact_forces`; needs ``record_wall_forces=True``). Sums to the wall's load."""
+    return sim.wall_contact_forces(index) @ np.asarray(sim.walls[index].normal)
 
 
 def particle_stress_Pa(sim: Any, contacts: dict[str, np.ndarray] | None = None) -> np.ndarray:
     """Per-particle stress tensors (N, 3, 3) in Pa, compressive positive, external order:
-    sigma_i = (1 / V_i) sum_c F_n l n (x) n over particle–particle (``sim.contact_arrays``) and
-    particle–wall contacts, with lever l = r - d/2 (pairs) or r - d (walls). Normal forces only (see
-    the module docstring)."""
+    sigma_i = (1 / V_i) sum_c l_c f_c (x) n_c over particle–particle (``sim.contact_arrays``) and
+    particle–wall contacts (``sim.wall_contact_forces``): f_c the full contact force on i (normal and
+    tangential), n_c the unit normal pointing toward i, lever l = r - d/2 (pairs) or r - d (walls).
+    Not symmetric unless the particle's torques balance (`max_principal_Pa` takes the symmetric part).
+    """
     st = sim.state()
-    x, r = st["positions_m"], st["radii_m"]
+    r = st["radii_m"]
     n = len(r)
     c = contacts if contacts is not None else sim.contact_arrays()
     i, j = c["i"], c["j"]
-    d = x[i] - x[j]
-    for a in range(3):
-        if sim.periodic[a]:
-            d[:, a] -= sim.box_m[a] * np.round(d[:, a] / sim.box_m[a])
-    nrm = d / np.linalg.norm(d, axis=1)[:, None]
-    outer = nrm[:, :, None] * nrm[:, None, :]
-    fn, ov = c["normal_force_N"], c["overlap_m"]
+    nrm = c["normal"]
+    f = c["normal_force_N"][:, None] * nrm + c["tangential_force_vector_N"]  # on i from j
+    outer = f[:, :, None] * nrm[:, None, :]  # f_i (x) n_i = f_j (x) n_j (both signs flip for j)
+    ov = c["overlap_m"]
     s = np.zeros((n, 3, 3))
-    np.add.at(s, i, (fn * (r[i] - 0.5 * ov))[:, None, None] * outer)
-    np.add.at(s, j, (fn * (r[j] - 0.5 * ov))[:, None, None] * outer)
+    np.add.at(s, i, (r[i] - 0.5 * ov)[:, None, None] * outer)
+    np.add.at(s, j, (r[j] - 0.5 * ov)[:, None, None] * outer)
     for k, w in enumerate(sim.walls):
-        f = wall_contact_forces_N(sim, k)
-        touch = f > 0
+        fw = sim.wall_contact_forces(k)
+        touch = np.any(fw != 0.0, axis=1)
         if np.any(touch):
             wn = np.asarray(w.normal)
             lever = r[touch] - np.clip(sim.wall_overlaps_m(k)[touch], 0.0, None)
-            s[touch] += (f[touch] * lever)[:, None, None] * np.outer(wn, wn)[None]
+            s[touch] += lever[:, None, None] * fw[touch][:, :, None] * wn[None, None, :]
     return s / (4.0 / 3.0 * np.pi * r**3)[:, None, None]
 
 
 def max_principal_Pa(stress: np.ndarray) -> np.ndarray:
-    """Largest principal value of each symmetric (N, 3, 3) tensor (Pa)."""
+    """Largest principal value of the symmetric part of each (N, 3, 3) tensor (Pa)."""
     if len(stress) == 0:
         return np.zeros(0)
-    return np.linalg.eigvalsh(stress)[:, -1]
+    return np.linalg.eigvalsh(0.5 * (stress + np.swapaxes(stress, 1, 2)))[:, -1]
 
 
 # ---------------------------------------------------------------------- the step
@@ -307,6 +324,24 @@ def _fits(load: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def _with_yield_pressures(mats: list[Any], micro: Microstructure, params: CompactParams) -> list[Any]:
+    """The species materials with their Thornton–Ning yield pressures (Pa); the current collector
+    material (last) stays elastic."""
+    from dataclasses import replace
+
+    out = []
+    for m, sp in zip(mats[:-1], micro.species, strict=True):
+        mpa = params.yield_pressure_MPa_by_species.get(sp.name, params.yield_pressure_MPa)
+        if mpa is None:
+            raise ConfigError(
+                "compact.yield_pressure_MPa_by_species",
+                params.yield_pressure_MPa_by_species,
+                f"a yield pressure for species {sp.name!r} (or compact.yield_pressure_MPa)",
+            )
+        out.append(replace(m, yield_pressure_Pa=float(mpa) * 1e6))
+    return [*out, mats[-1]]
+
+
 def compact(
     micro: Microstructure,
     params: CompactParams,
@@ -356,8 +391,18 @@ def compact(
                                   f"between the dense thickness {h_dense * 1e6:.4g} um and the layer "
                                   f"thickness {h0 * 1e6:.4g} um")  # fmt: skip
 
+    by_species = params.yield_pressure_MPa_by_species
+    unknown = sorted(set(by_species) - {sp.name for sp in micro.species})
+    if unknown:
+        raise ConfigError(
+            f"compact.yield_pressure_MPa_by_species.{unknown[0]}",
+            by_species[unknown[0]],
+            f"a species of the microstructure: {[sp.name for sp in micro.species]}",
+        )
     init(options)
     mats = _materials(micro, params, "compact")
+    if params.contact_normal == "thornton_ning":
+        mats = _with_yield_pressures(mats, micro, params)
     fines = micro.radii_m < params.fines_radius_um * 1e-6
     masses = micro.masses_kg * np.where(fines, params.fines_density_scale, 1.0)
     v = float(params.plate_speed_m_per_s)
@@ -376,11 +421,9 @@ def compact(
         gravity_m_per_s2=(0.0, 0.0, 0.0),
         rayleigh_fraction=params.rayleigh_fraction,
         impact_speed_m_per_s=v,
-        # The energy guard is off: it samples the work of moving walls only at its checks, so a plate
-        # at prescribed speed that strikes loose particles in between looks like energy creation.
-        # The overlap and non-finite guards stay on.
-        guards=Guards(energy_growth_factor=math.inf),
+        guards=Guards(),
         options=options,
+        record_wall_forces=True,
     )
     sim.add_particles(micro.positions_m, micro.radii_m, micro.species_id.astype(int), masses_kg=masses)
     sim.run(steps=0, progress=False)  # chooses the time step
@@ -460,6 +503,7 @@ def compact(
 
     # Unload: withdraw until the plate carries no load and touches nothing.
     sim.set_wall(PLATE, mode="velocity", velocity_m_per_s=(0.0, 0.0, v))
+    sim.set_background_damping(float(c_relax))
 
     def free(s: Any) -> bool:
         return float(np.max(s.wall_overlaps_m(PLATE))) <= 0.0
@@ -490,6 +534,10 @@ def compact(
     i_worst = max(qs) if qs else math.inf
     report: dict[str, Any] = {
         "mode": params.mode,
+        "contact_normal": params.contact_normal,
+        "yield_pressure_MPa_by_species": {
+            m.name: (m.yield_pressure_Pa or 0.0) * 1e-6 for m in mats[:-1]
+        } if params.contact_normal == "thornton_ning" else None,
         "initial": {"thickness_m": h0, "thickness_um": h0 * 1e6, "porosity": eps0},
         "target_thickness_m": h_target,
         "loaded": {
