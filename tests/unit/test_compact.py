@@ -265,7 +265,6 @@ def test_porosity_falls_as_pressure_rises_on_a_random_bed():
         ({"contact_normal": "jkr"}, "compact.contact_normal"),
         ({"restitution": 0.0}, "compact.restitution"),
         ({"record_every_steps": 0}, "compact.record_every_steps"),
-        ({"contact_normal": "thornton_ning"}, "compact.yield_pressure_MPa"),
         ({"yield_pressure_MPa_by_species": {"am": -1.0}}, "compact.yield_pressure_MPa_by_species"),
     ],
 )

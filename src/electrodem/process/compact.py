@@ -95,7 +95,8 @@ class CompactParams:
     contact_normal : engine normal contact model: ``hertz`` (elastic) or ``thornton_ning`` (elastic–
         perfectly plastic, needs yield pressures).
     yield_pressure_MPa : thornton_ning: yield pressure of every species (MPa) not in ...
-    yield_pressure_MPa_by_species : ... {species name: yield pressure (MPa)}.
+    yield_pressure_MPa_by_species : ... {species name: yield pressure (MPa)}; a species in neither
+        keeps its material-library value (``contact_yield_pressure_MPa``).
     friction, restitution, rolling_friction, rolling_model, species_overrides : contact surface values
         as in settle (the plate takes the current collector's material).
     modulus_scale, modulus_cap_Pa : shortcut: E_used = min(E x scale, cap) (default: real moduli).
@@ -186,10 +187,6 @@ class CompactParams:
             for v in by.values()
         )
         req(ok_by, "yield_pressure_MPa_by_species", "a mapping species -> yield pressure > 0 (MPa)")
-        if self.contact_normal == "thornton_ning":
-            req(self.yield_pressure_MPa is not None or bool(by), "yield_pressure_MPa",
-                "a yield pressure > 0 (MPa), or compact.yield_pressure_MPa_by_species, with "
-                "contact_normal=thornton_ning")  # fmt: skip
         req(num("friction") >= 0, "friction", ">= 0")
         req(0 < num("restitution") <= 1, "restitution", "in (0, 1]")
         req(num("rolling_friction") >= 0, "rolling_friction", ">= 0")
@@ -333,11 +330,15 @@ def _with_yield_pressures(mats: list[Any], micro: Microstructure, params: Compac
     for m, sp in zip(mats[:-1], micro.species, strict=True):
         mpa = params.yield_pressure_MPa_by_species.get(sp.name, params.yield_pressure_MPa)
         if mpa is None:
-            raise ConfigError(
-                "compact.yield_pressure_MPa_by_species",
-                params.yield_pressure_MPa_by_species,
-                f"a yield pressure for species {sp.name!r} (or compact.yield_pressure_MPa)",
-            )
+            # The material library's contact yield pressure (Species.yield_pressure_Pa).
+            if not m.yield_pressure_Pa:
+                raise ConfigError(
+                    "compact.yield_pressure_MPa_by_species",
+                    params.yield_pressure_MPa_by_species,
+                    f"a yield pressure for species {sp.name!r} (it has none in the material library), "
+                    "or compact.yield_pressure_MPa",
+                )
+            mpa = m.yield_pressure_Pa * 1e-6
         out.append(replace(m, yield_pressure_Pa=float(mpa) * 1e6))
     return [*out, mats[-1]]
 
