@@ -221,6 +221,37 @@ def plot_compaction(curve: dict[str, Sequence], path: str | Path) -> Path:
     return _save(fig, path)
 
 
+# --------------------------------------------------------------------------- roll calendering
+def plot_calendering(curve: dict[str, Sequence], path: str | Path) -> Path:
+    """Roll pressure (MPa) against the porosity under the roll and against the strip position (mm),
+    one line per pass; ``curve`` holds the columns ``pass``, ``x_m``, ``pressure_Pa`` and
+    ``porosity_under_roll`` (empty strings / NaN where not defined: ``roll`` geometry), e.g. the run's
+    ``calendering_curve.csv``. The porosity under the roll is that of the slab between collector and
+    roll (1 - V_solid / (A z_roll)), above the layer porosity of the report (half-solid-fraction top)."""
+    k = np.asarray(curve["pass"], int)
+    p = np.asarray(curve["pressure_Pa"], float) * 1e-6
+    x = np.asarray(curve["x_m"], float) * 1e3
+    eps = np.array([float(v) if v not in ("", None) else np.nan for v in curve["porosity_under_roll"]])
+    fig = Figure(figsize=(8.0, 3.4))
+    ax1, ax2 = fig.subplots(1, 2)
+    colors = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b"]
+    for n in np.unique(k):
+        m = k == n
+        color = colors[(int(n) - 1) % len(colors)]
+        if np.any(np.isfinite(eps[m])):
+            ax1.plot(eps[m], p[m], ".-", color=color, label=f"pass {n}", ms=3)
+        ax2.plot(x[m], p[m], ".-", color=color, label=f"pass {n}", ms=3)
+    ax1.set_xlabel("porosity under the roll")
+    ax1.set_ylabel("roll pressure (MPa)")
+    ax1.invert_xaxis()
+    ax2.set_xlabel("strip position under the roll x (mm)")
+    ax2.legend(frameon=False)
+    for ax in (ax1, ax2):
+        ax.grid(alpha=0.3)
+    fig.suptitle("roll calendering")
+    return _save(fig, path)
+
+
 # --------------------------------------------------------------------------- calendering sweep
 def plot_calendering_tradeoff(cols: dict[str, Sequence[float]], path: str | Path) -> Path:
     """The calendering trade-off of a porosity sweep (DOMAIN.md §4): effective electronic conductivity

@@ -1,4 +1,4 @@
-"""Run a route (place -> settle -> analyse) into a run directory.
+"""Run a route (place -> settle -> compact | calender | shear -> analyse) into a run directory.
 
 The run directory receives: ``resolved_config.yaml``, ``metrics.json`` (DOMAIN.md §3 reporting set as
 far as the steps provide it), ``microstructure.npz`` (final snapshot, readable without the engine),
@@ -113,6 +113,84 @@ def compaction_block(report: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+CALENDER_CURVE_KEYS = ("pass", "phase", "time_s", "x_m", "tool_z_m", "load_N", "load_check_N", "pressure_Pa",
+                       "floor_load_N", "line_load_N_per_mm", "strain_rate_per_s", "inertial_number",
+                       "porosity_under_roll")
+"""Columns of ``calendering_curve.csv``: the calender report's curve plus ``porosity_under_roll``."""
+
+
+def _step_calender(ctx: RunContext) -> dict[str, Any]:
+    """Roll calendering; writes ``calendering_passes.csv`` (one row per pass), ``calendering_curve.csv``
+    (the load curve of every pass) and ``calendering_pressure_porosity.png`` into the run directory.
+
+    ``porosity_under_roll`` = 1 - V_solid / (A z_roll) is the porosity of the slab between the collector
+    and the planar nip wall (``nip`` geometry only: under an exact cylinder no slab is bounded; empty)."""
+    import csv
+
+    from electrodem.engine import init
+    from electrodem.process.calender import calender
+
+    rc = ctx.rc
+    init(rc.engine)
+    assert ctx.micro is not None
+    solid_m3 = float(ctx.micro.volumes_m3.sum())
+    area_m2 = float(ctx.micro.box_m[0] * ctx.micro.box_m[1])
+    ctx.micro, report = calender(ctx.micro, rc.calender, rc.engine, progress=rc.progress)
+    nip = report["geometry"] == "nip"
+    curve = [{**r, "porosity_under_roll": 1.0 - solid_m3 / (area_m2 * r["tool_z_m"]) if nip else ""}
+             for r in report["curve"]]
+    with (ctx.run_dir / "calendering_curve.csv").open("w", newline="") as f:
+        w = csv.DictWriter(f, CALENDER_CURVE_KEYS, extrasaction="ignore")
+        w.writeheader()
+        w.writerows(curve)
+    rows = report["passes"]
+    cols = list(dict.fromkeys(k for r in rows for k in r))
+    with (ctx.run_dir / "calendering_passes.csv").open("w", newline="") as f:
+        w = csv.DictWriter(f, cols)
+        w.writeheader()
+        w.writerows(rows)
+    try:
+        from electrodem_viz.plots import plot_calendering
+
+        plot_calendering({k: [r[k] for r in curve] for k in CALENDER_CURVE_KEYS},
+                         ctx.run_dir / "calendering_pressure_porosity.png")
+    except ImportError:
+        log.warning("electrodem_viz is not installed: no calendering plot")
+    return {k: v for k, v in report.items() if k != "curve"}
+
+
+def calendering_block(report: dict[str, Any]) -> dict[str, Any]:
+    """The ``calendering`` block of metrics.json from the calender step's report: the state after the
+    last pass (after spring-back), extremes over all passes. Key names follow the ``compaction`` block
+    (`electrodem.app.sweep` reads both)."""
+    rows = report["passes"]
+    last = rows[-1]
+    return {
+        "geometry": report["geometry"],
+        "control": report["params"]["control"],
+        "passes": len(rows),
+        "final_porosity": last["porosity"],
+        "final_thickness_um": last["thickness_um"],
+        "final_density_g_cm3": last["density_g_per_cm3"],
+        "loaded_porosity": last["porosity_at_min_gap"],
+        "spring_back_pct": last["spring_back_pct"],
+        "elastic_recovery_pct": last["elastic_recovery_pct"],
+        "gap_um": [r["gap_um"] for r in rows],
+        "line_load_N_per_mm": [r["line_load_N_per_mm"] for r in rows],
+        "max_line_load_N_per_mm": max(r["line_load_N_per_mm"] for r in rows),
+        "max_pressure_MPa": max(r["peak_pressure_Pa"] for r in rows) * 1e-6,
+        "quasi_static": all(r["quasi_static"] for r in rows),
+        "inertial_number_max": max(r["inertial_number_max"] for r in rows),
+        # At the minimum gap (the loaded state, as compaction's), and what remains after relaxation.
+        "max_particle_stress_MPa": max(r["stress_at_min_gap_von_mises_max_Pa"] for r in rows) * 1e-6,
+        "p99_particle_stress_MPa": max(r["stress_at_min_gap_von_mises_p99_Pa"] for r in rows) * 1e-6,
+        "residual_max_particle_stress_MPa": last["stress_relaxed_von_mises_max_Pa"] * 1e-6,
+        "passes_csv": "calendering_passes.csv",
+        "curve_csv": "calendering_curve.csv",
+        "plot": "calendering_pressure_porosity.png",
+    }
+
+
 def _step_shear(ctx: RunContext) -> dict[str, Any]:
     """Lees–Edwards shear cell of the placed population; writes ``shear.csv`` (the rheology time
     series), ``shear_rheology.png`` (μ and I against strain) and, unless ``output.render`` is false,
@@ -169,7 +247,7 @@ def _step_analyse(ctx: RunContext) -> dict[str, Any]:
 
 
 STEP_FUNCTIONS = {"place": _step_place, "settle": _step_settle, "compact": _step_compact,
-                  "shear": _step_shear, "analyse": _step_analyse}
+                  "calender": _step_calender, "shear": _step_shear, "analyse": _step_analyse}
 
 
 def _json_safe(o: Any) -> Any:
@@ -239,12 +317,13 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     metrics = {
         "run": {"route": rc.route_name, "steps": list(rc.steps), "formulation": rc.formulation.name,
                 "seed": rc.seed, "run_dir": str(run_dir.resolve()),
-                "calendering_state": "plate-compacted" if "compact" in ctx.reports else "uncalendered"},
+                "calendering_state": _calendering_state(ctx.reports)},
         "conversion": ctx.reports.get("conversion"),
         "composition": composition,
         "steps": {s: ctx.reports[s] for s in rc.steps if s in ctx.reports and s != "analyse"},
         "analysis": analysis,
         **({"compaction": compaction_block(ctx.reports["compact"])} if "compact" in ctx.reports else {}),
+        **({"calendering": calendering_block(ctx.reports["calender"])} if "calender" in ctx.reports else {}),
         **({"shear": shear_block(ctx.reports["shear"])} if "shear" in ctx.reports else {}),
         "shortcuts": ctx.micro.metadata.get("shortcuts", {}),
         "timings_s": {**ctx.timings_s, "total": time.perf_counter() - t_run},
@@ -256,6 +335,12 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         _render(run_dir)
         log.info("renders done in %.2f s", time.perf_counter() - t0)
     return metrics
+
+
+def _calendering_state(reports: dict[str, Any]) -> str:
+    if "calender" in reports:
+        return "roll-calendered"
+    return "plate-compacted" if "compact" in reports else "uncalendered"
 
 
 def _render(run_dir: Path) -> None:

@@ -52,7 +52,7 @@ def _analysis_params_type() -> type | None:
     return AnalysisParams
 
 
-STEPS = ("place", "settle", "compact", "shear", "analyse")
+STEPS = ("place", "settle", "compact", "calender", "shear", "analyse")
 """Process steps that exist. A route is an ordered subset starting with ``place``."""
 
 
@@ -74,6 +74,7 @@ class RunConfig:
     progress: bool
     output: dict[str, Any]
     shear: Any | None = None
+    calender: Any | None = None
 
 
 def validate(cfg: DictConfig | Mapping[str, Any]) -> RunConfig:
@@ -109,12 +110,15 @@ def validate(cfg: DictConfig | Mapping[str, Any]) -> RunConfig:
         from electrodem.process.compact import CompactParams
 
         compact = build(CompactParams, c.get("compact"), "compact")
+    calender = None
+    if "calender" in steps:
+        calender = calender_params(c.get("calender"), library, formulation)
     shear = None
     if "shear" in steps:
         from electrodem.process.shear_mix import ShearParams
 
         shear = build(ShearParams, c.get("shear"), "shear")
-    if any(s in steps for s in ("settle", "compact", "shear")):
+    if any(s in steps for s in ("settle", "compact", "calender", "shear")):
         engine = build(_engine_options_type(), c.get("engine"), "engine")
         # Minimum-image contacts need each periodic length above 2 x (largest diameter + skin); the
         # engine's automatic skin is half the smallest radius.
@@ -142,7 +146,45 @@ def validate(cfg: DictConfig | Mapping[str, Any]) -> RunConfig:
     progress = c.get("progress", True)
     require(isinstance(progress, bool), "progress", progress, "true or false")
     return RunConfig(library, formulation, rve, steps, str(route.get("name", "custom")), seed, place,
-                     settle, engine, compact, analysis, progress, output, shear)
+                     settle, engine, compact, analysis, progress, output, shear, calender)
+
+
+CALENDER_APP_KEYS = ("yield_pressure_from_library",)
+"""Keys of the ``calender`` config group read here, not fields of `CalenderParams`."""
+
+
+def calender_params(cfg: Mapping[str, Any] | None, library: dict[str, Material],
+                    formulation: Formulation) -> Any:
+    """`CalenderParams` from the ``calender`` config group (its own checks run on construction).
+
+    ``yield_pressure_from_library: true`` (with ``normal_model: thornton_ning``) fills the yield
+    pressure (``contact_yield_pressure_MPa`` > 0) and softening range (``softening_onset_K``,
+    ``melting_K``) of every formulation species the config does not name from the materials library;
+    explicit ``yield_pressure_Pa`` / ``softening_K`` entries win. Species keys must be materials of the
+    formulation.
+    """
+    from electrodem.process.calender import CalenderParams
+
+    cfg = dict(cfg or {})
+    from_lib = cfg.pop("yield_pressure_from_library", False)
+    require(isinstance(from_lib, bool), "calender.yield_pressure_from_library", from_lib, "true or false")
+    names = sorted(comp.material.name for comp in formulation.components)
+    for key in ("yield_pressure_Pa", "softening_K"):
+        table = cfg.get(key) or {}
+        require(isinstance(table, dict), f"calender.{key}", table, "a mapping species -> value")
+        for k in table:
+            require(k in names, f"calender.{key}.{k}", table[k], f"a material of the formulation: {names}")
+    if from_lib and cfg.get("normal_model", "thornton_ning") == "thornton_ning":
+        yields = dict(cfg.get("yield_pressure_Pa") or {})
+        soft = dict(cfg.get("softening_K") or {})
+        for n in names:
+            mat = library[n]
+            if n not in yields and mat.contact_yield_pressure_MPa > 0:
+                yields[n] = mat.contact_yield_pressure_MPa * 1e6
+            if n not in soft and mat.softening_onset_K is not None and mat.melting_K is not None:
+                soft[n] = (float(mat.softening_onset_K), float(mat.melting_K))
+        cfg["yield_pressure_Pa"], cfg["softening_K"] = yields, soft
+    return build(CalenderParams, cfg, "calender")
 
 
 def loose_height_um(formulation: Formulation, rve: RVESpec, packing_fraction: float) -> float:

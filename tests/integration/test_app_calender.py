@@ -1,0 +1,81 @@
+"""The place -> settle -> calender -> analyse route end to end (subprocess, as a user runs it): the
+calendering CSVs, plot and metrics block exist and agree with each other and with the porosity
+definition; bad calender values fail with exit 2, the key named, before any compute."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+
+def electrodem(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYVISTA_OFF_SCREEN": "true", "HYDRA_FULL_ERROR": "0"}
+    p = subprocess.run([sys.executable, "-m", "electrodem.cli", *args], capture_output=True, text=True,
+                       env=env, timeout=600)
+    if check and p.returncode != 0:
+        raise AssertionError(f"electrodem {' '.join(args)} failed ({p.returncode}):\n{p.stdout}\n{p.stderr}")
+    return p
+
+
+@pytest.mark.parametrize(("override", "key", "allowed"), [
+    ("calender.control=speed", "calender.control", "target_porosity"),
+    ("calender.gap_um=-5", "calender.gap_um", "a gap > 0"),
+    ("+calender.yield_pressure_Pa.graphite=1e8", "calender.yield_pressure_Pa.graphite", "nmc811"),
+])
+def test_bad_calender_value_fails_before_compute(tmp_path, override, key, allowed):
+    run = tmp_path / "bad"
+    p = electrodem("+experiment=smoke_calender", override, f"hydra.run.dir={run}", check=False)
+    assert p.returncode == 2, p.stderr
+    assert key in p.stderr and allowed in p.stderr, p.stderr
+    assert not (run / "snapshots").exists()
+
+
+@pytest.mark.slow
+def test_place_settle_calender_route_writes_the_calendering_outputs(tmp_path):
+    run = tmp_path / "run"
+    electrodem("+experiment=smoke_calender", f"hydra.run.dir={run}")
+    outputs = ("calendering_passes.csv", "calendering_curve.csv", "calendering_pressure_porosity.png",
+               "metrics.json", "snapshots/02_calender.npz")
+    for f in outputs:
+        assert (run / f).is_file(), f
+    m = json.loads((run / "metrics.json").read_text())
+    block = m["calendering"]
+    for key in ("final_porosity", "final_thickness_um", "final_density_g_cm3", "spring_back_pct",
+                "line_load_N_per_mm", "max_line_load_N_per_mm", "max_pressure_MPa", "passes", "geometry",
+                "quasi_static", "max_particle_stress_MPa"):
+        assert key in block, key
+    assert block["passes"] == 1 and block["geometry"] == "nip"
+    assert m["run"]["calendering_state"] == "roll-calendered"
+    assert "calender" in m["shortcuts"]
+    with (run / "calendering_passes.csv").open() as f:
+        passes = list(csv.DictReader(f))
+    assert len(passes) == 1
+    assert float(passes[0]["porosity"]) == pytest.approx(block["final_porosity"])
+    assert float(passes[0]["gap_um"]) == pytest.approx(18.0)
+    with (run / "calendering_curve.csv").open() as f:
+        curve = list(csv.DictReader(f))
+    assert len(curve) > 10 and {r["pass"] for r in curve} == {"1"}
+    p_max = max(float(r["pressure_Pa"]) for r in curve)
+    assert p_max > 0 and p_max * 1e-6 == pytest.approx(block["max_pressure_MPa"])
+    # The nip wall came down to the gap: its lowest point in the curve is the 18 um gap.
+    assert min(float(r["tool_z_m"]) for r in curve) == pytest.approx(18e-6, rel=1e-3)
+    # The roll pressed the layer's tallest particles down: denser at the minimum gap and after the pass.
+    row = m["steps"]["calender"]["passes"][0]
+    assert row["porosity_at_min_gap"] < row["porosity_before"]
+    assert block["final_porosity"] < row["porosity_before"]
+    # porosity_under_roll = 1 - V_solid / (A z_roll): the solid height V_solid / A is the same at every
+    # sample and equals (1 - final porosity) x final thickness.
+    solid_um = (1.0 - block["final_porosity"]) * block["final_thickness_um"]
+    for r in curve:
+        assert (1.0 - float(r["porosity_under_roll"])) * float(r["tool_z_m"]) * 1e6 == pytest.approx(solid_um)
+    # Final porosity and density follow from the same thickness and the snapshot's solid mass/volume.
+    comp = m["composition"]
+    area_cm2 = (30e-4) ** 2
+    h_cm = block["final_thickness_um"] * 1e-4
+    mass_g = comp["mass_loading_mg_cm2"] * 1e-3 * area_cm2
+    assert block["final_density_g_cm3"] == pytest.approx(mass_g / (area_cm2 * h_cm), rel=1e-6)
