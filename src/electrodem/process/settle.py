@@ -51,10 +51,11 @@ kinetic energy is below ``ke_threshold_ratio`` x sum(m g d) (the energy to lift 
 own diameter) and the unbalanced-force ratio mean|F_contact + m g| / mean|m g| (contact forces and
 weight, the background damping excluded: damping cannot fake equilibrium; with cohesion the
 denominator also holds the contact forces each particle carries, since adhesive forces dwarf a fine's
-weight) is below ``unbalanced_force_tolerance``; both leave out the ``max_moving_fraction`` (1 %) most energetic
-particles. Those are fines still raining down through the pores of the AM skeleton: without cohesion,
-fines 10-50x smaller than the AM percolate to the collector (a real effect of dry non-cohesive
-mixtures, slow to finish); the report counts the particles still moving (``moving_particles``).
+weight) is below ``unbalanced_force_tolerance``; both leave out the ``max_moving_fraction`` (1 %)
+most energetic particles. Those are fines still raining down through the pores of the AM
+skeleton: without cohesion, fines 10-50x smaller than the AM percolate to the collector (a real
+effect of dry non-cohesive mixtures, slow to finish); the report counts the particles still
+moving (``moving_particles``).
 
 The bed top (``metadata['top_z_m']``, used by the analysis for thickness and porosity) is the height
 above which the solid-fraction profile, smoothed over the volume-weighted mean particle radius, stays
