@@ -107,7 +107,9 @@ def test_settle_route_settles_the_bed(tmp_path):
     m = json.loads((run / "metrics.json").read_text())
     settle = m["steps"]["settle"]
     assert settle["converged"] is True
-    assert settle["max_overlap_ratio"] < 0.01
+    # The (default) JKR adhesion adds its zero-load overlap on top of the gravity-driven 1 % bound.
+    adhesive = m["shortcuts"]["settle"].get("adhesive_overlap_ratio_estimate", 0.0)
+    assert settle["max_overlap_ratio"] < 0.01 + adhesive
     loose = m["steps"]["place"]["packing_fraction"]
     assert settle["packing_fraction"] > loose + 0.1  # the loose RSA bed (0.30) has compacted
     assert m["shortcuts"], "the settle shortcuts must be named in metrics.json"

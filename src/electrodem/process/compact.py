@@ -110,6 +110,10 @@ class CompactParams:
         r_mean, 0.1 / dt) (a particle moving at the plate speed stops within 0.1 % of a radius).
     relax_ke_ratio : relaxed when the kinetic energy < this x the elastic energy at the largest load.
     relax_max_steps : most steps of the relaxation.
+    max_overlap_ratio : the engine's overlap guard (largest overlap / smaller radius before the run
+        stops as unstable); perfectly plastic (Thornton–Ning) fines flatten legitimately past the
+        default 0.1, where the law itself (small-strain contact mechanics) is stretched: a CHECK, say
+        so when raising it.
     """
 
     mode: str = "displacement"
@@ -140,6 +144,7 @@ class CompactParams:
     relax_damping_per_s: float | None = None
     relax_ke_ratio: float = 1.0e-4
     relax_max_steps: int = 200_000
+    max_overlap_ratio: float = 0.1
 
     def __post_init__(self) -> None:
         from electrodem.engine.model import NORMAL_MODELS
@@ -198,6 +203,7 @@ class CompactParams:
         req(num("fines_radius_um") >= 0, "fines_radius_um", ">= 0 (um)")
         req(num("fines_density_scale") >= 1, "fines_density_scale", ">= 1")
         req(0 < num("rayleigh_fraction") <= 0.5, "rayleigh_fraction", "in (0, 0.5]")
+        req(0 < num("max_overlap_ratio") <= 0.5, "max_overlap_ratio", "in (0, 0.5] (overlap / smaller radius)")
         for key in ("hold_checks", "record_every_steps", "max_steps", "relax_max_steps"):
             v = getattr(self, key)
             req(isinstance(v, int) and not isinstance(v, bool) and v >= 1, key, "an integer >= 1")
@@ -422,7 +428,7 @@ def compact(
         gravity_m_per_s2=(0.0, 0.0, 0.0),
         rayleigh_fraction=params.rayleigh_fraction,
         impact_speed_m_per_s=v,
-        guards=Guards(),
+        guards=Guards(max_overlap_ratio=float(params.max_overlap_ratio)),
         options=options,
         record_wall_forces=True,
     )
