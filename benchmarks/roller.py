@@ -33,19 +33,23 @@ def _layer(n: int, seed: int = 1) -> tuple[np.ndarray, tuple[float, float, float
     return pts, (nx * pitch, ny * pitch, 40 * R)
 
 
-def _sim(pts: np.ndarray, box: tuple[float, float, float]) -> Simulation:
+def _sim(pts: np.ndarray, box: tuple[float, float, float], damping_per_s: float = 0.0) -> Simulation:
     mats = [Material("am", 4700.0, 1.0e9, 0.3, friction=0.4), Material("steel", 7800.0, 2.0e11, 0.3)]
     sim = Simulation(
-        mats, box_m=box, walls=[Wall((0, 0, 0), (0, 0, 1), "steel", name="cc")], gravity_m_per_s2=(0, 0, 0)
+        mats,
+        box_m=box,
+        walls=[Wall((0, 0, 0), (0, 0, 1), "steel", name="cc")],
+        gravity_m_per_s2=(0, 0, 0),
+        background_damping_per_s=damping_per_s,
     )
     sim.add_particles(pts, R * np.random.default_rng(2).uniform(0.95, 1.0, len(pts)), "am")
     return sim
 
 
-def _timed(sim: Simulation, steps: int) -> float:
+def _timed(sim: Simulation, steps: int, callbacks: tuple = ()) -> float:
     sim.run(steps=20, progress=False)  # compile and prime outside the timing
     t0 = time.perf_counter()
-    sim.run(steps=steps, progress=False)
+    sim.run(steps=steps, progress=False, callbacks=callbacks, every=100)
     return time.perf_counter() - t0
 
 
@@ -58,19 +62,26 @@ def main() -> None:
     rows = []
     pts, box = _layer(args.particles)
     top = float(pts[:, 2].max() + R)
-    # Roll of 100 R pressing 0.05 R into the top layer: contact arc ~6 R, far below half the strip.
-    sim = _sim(pts, box)
+    # Roll of 100 R pressing 0.08 R into the top layer (the overlap guard is 0.1 R): contact arc ~8 R.
+    # Without gravity the spheres the roll pushes down rebound and drift off the layer: a light
+    # background damping (decay time 50 us, ~5000 contact times) keeps them in the strip.
+    sim = _sim(pts, box, damping_per_s=2.0e4)
     radius = 100 * R
     roll = sim.add_extension(
         RollerCylinder(
             radius,
-            (0.1 * box[0], top + radius - 0.05 * R),
+            (0.1 * box[0], top + radius - 0.08 * R),
             "steel",
             velocity_m_per_s=(0.5, 0.0),
             surface_speed_m_per_s=0.5,
         )
     )
-    wall = _timed(sim, args.steps)
+    seen: list[tuple[float, int]] = []
+    wall = _timed(
+        sim,
+        args.steps,
+        (lambda s: seen.append((roll.report()["line_load_N_per_mm"], roll.report()["contacts"])),),
+    )
     rep = roll.report()
     rows.append(
         {
@@ -79,8 +90,8 @@ def main() -> None:
             "steps": args.steps,
             "wall_s": wall,
             "particle_steps_per_s": sim.n * args.steps / wall,
-            "line_load_N_per_mm": rep["line_load_N_per_mm"],
-            "contacts": rep["contacts"],
+            "line_load_N_per_mm": float(np.mean([a for a, _ in seen])) if seen else rep["line_load_N_per_mm"],
+            "contacts": float(np.mean([c for _, c in seen])) if seen else rep["contacts"],
         }
     )
     sim = _sim(pts, box)

@@ -53,6 +53,8 @@ def test_roller_normal_force_is_hertz_with_convex_r_star() -> None:
     assert rep["line_load_N_per_m"] == pytest.approx(f_hertz / 2e-3, rel=1e-9)
     assert rep["line_load_N_per_mm"] == pytest.approx(f_hertz / 2.0, rel=1e-9)
     assert rep["gap_m"] == pytest.approx(2 * R_P - 2 * d, rel=1e-9)
+    # Its stored Hertz energy, 8/15 E* sqrt(R*) d^2.5, counts in the energy guard.
+    assert roll.elastic_energy_J(sim) == pytest.approx(8 / 15 * e_star * math.sqrt(r_star) * d**2.5, rel=1e-9)
     # The planar wall at the same overlap uses R* = r: a different force, so R* really differs.
     f_wall = sim.wall_state()[0]["load_N"]
     assert f_wall == pytest.approx(4.0 / 3.0 * e_star * math.sqrt(R_P) * d**1.5, rel=1e-9)

@@ -53,9 +53,9 @@ from electrodem.engine.state import T_CN, T_CT
 
 MAX_SLOTS = 4
 """History slots per particle (simultaneous mesh contacts of one sphere that keep tangential history)."""
-N_OUT = 11
-O_F, O_T, O_N, O_P, O_OVER, O_W, O_AW = 0, 3, 6, 7, 8, 9, 10
-N_STEP_OUT = 9  # slots reset at every evaluation; O_W, O_AW accumulate the work (J) over the run
+N_OUT = 12
+O_F, O_T, O_N, O_P, O_OVER, O_E, O_W, O_AW = 0, 3, 6, 7, 8, 9, 10, 11
+N_STEP_OUT = 10  # slots reset at every evaluation; O_W, O_AW accumulate the work (J) over the run
 # Pose array layout (float): Q row-major (9), centre c (3), body centre c0 (3), velocity v (3),
 # angular velocity w (3), torque reference point (3), grid origin (3), cell size, grid dims (3).
 PQ, PC, PC0, PV, PW, PREF, PO, PH, PD = 0, 9, 12, 15, 18, 21, 24, 27, 28
@@ -267,6 +267,10 @@ def _mesh_forces(
                                 out[O_F + a] -= force[a]
                                 out[O_T + a] += tq[a]
                             out[O_N] += 1.0
+                            # Hertz elastic energy of the (elastic) mesh contact, for the energy guard.
+                            out[O_E] += (
+                                0.5333333333333333 * s.table[mi, mw, P_ESTAR] * ti.sqrt(ri) * delta**2.5
+                            )
                             out[O_P] += force.dot(vw)
     # Serial epilogue (one iteration): the work integrates the power of this evaluation over dt.
     for _ in range(1):
@@ -568,6 +572,10 @@ class MeshWall(Extension):
     def abs_work_J(self) -> float:
         """Sum of |power| dt (J): an upper bound of the energy the tool put in."""
         return float(self._out[O_AW])
+
+    def elastic_energy_J(self, sim: Any) -> float:
+        """Hertz elastic energy stored in the tool's contacts at the last evaluation (J)."""
+        return float(self._out[O_E])
 
     def work_done_J(self, sim: Any) -> float:
         return self.abs_work_J

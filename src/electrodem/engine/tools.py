@@ -39,11 +39,11 @@ from electrodem.engine.model import P_ESTAR, P_ETA, P_GSTAR, P_MU, P_MUR
 from electrodem.engine.state import T_CN, T_CT
 
 ROLLER_MODES = ("velocity", "servo")
-N_OUT = 10
+N_OUT = 11
 # Columns of the kernel output: force on the tool (3), torque about the axis / reference (3), contact
 # count, power delivered to the particles (W).
-O_F, O_T, O_N, O_P, O_W, O_AW = 0, 3, 6, 7, 8, 9
-N_STEP_OUT = 8  # slots reset at every evaluation; O_W, O_AW accumulate the work (J) over the run
+O_F, O_T, O_N, O_P, O_E, O_W, O_AW = 0, 3, 6, 7, 8, 9, 10
+N_STEP_OUT = 9  # slots reset at every evaluation; O_W, O_AW accumulate the work (J) over the run
 
 
 class ExternalHistory:
@@ -169,6 +169,10 @@ def _roller_forces(
                 # Torque of the force on the roll (-force at arm) about its axis, y component.
                 out[O_T + 1] += -arm[2] * force[0] + arm[0] * force[2]
                 out[O_N] += 1.0
+                # Hertz elastic energy of the (elastic) roll contact, for the energy guard.
+                out[O_E] += (
+                    0.5333333333333333 * s.table[mi, mw, P_ESTAR] * ti.sqrt(ri * radius / rs) * delta**2.5
+                )
                 out[O_P] += force.dot(vw)
             elif dt > 0.0:
                 if ht[e].any() or hr[e].any():
@@ -323,6 +327,10 @@ class RollerCylinder(Extension):
     def abs_work_J(self) -> float:
         """Sum of |power| dt (J): an upper bound of the energy the tool put in."""
         return float(self._out[O_AW])
+
+    def elastic_energy_J(self, sim: Any) -> float:
+        """Hertz elastic energy stored in the tool's contacts at the last evaluation (J)."""
+        return float(self._out[O_E])
 
     def work_done_J(self, sim: Any) -> float:
         # The guard only needs an upper bound of the energy the roll put in.
