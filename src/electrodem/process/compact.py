@@ -203,7 +203,7 @@ class CompactParams:
         req(num("fines_radius_um") >= 0, "fines_radius_um", ">= 0 (um)")
         req(num("fines_density_scale") >= 1, "fines_density_scale", ">= 1")
         req(0 < num("rayleigh_fraction") <= 0.5, "rayleigh_fraction", "in (0, 0.5]")
-        req(0 < num("max_overlap_ratio") <= 0.5, "max_overlap_ratio", "in (0, 0.5] (overlap / smaller radius)")
+        req(0 < num("max_overlap_ratio") <= 0.5, "max_overlap_ratio", "in (0, 0.5] (overlap / radius)")
         for key in ("hold_checks", "record_every_steps", "max_steps", "relax_max_steps"):
             v = getattr(self, key)
             req(isinstance(v, int) and not isinstance(v, bool) and v >= 1, key, "an integer >= 1")
