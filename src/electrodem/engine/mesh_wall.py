@@ -47,9 +47,9 @@ import taichi as ti
 
 from electrodem.config import ConfigError
 from electrodem.engine.contact import contact_law
-from electrodem.engine.extensions import Extension
 from electrodem.engine.model import P_ESTAR, P_ETA, P_GSTAR, P_MU, P_MUR
 from electrodem.engine.state import T_CN, T_CT
+from electrodem.engine.tools import ToolExtension
 
 MAX_SLOTS = 4
 """History slots per particle (simultaneous mesh contacts of one sphere that keep tangential history)."""
@@ -368,7 +368,7 @@ def _rotation(omega_dt: np.ndarray) -> np.ndarray:
     return np.eye(3) + math.sin(th) * kx + (1 - math.cos(th)) * kx @ kx
 
 
-class MeshWall(Extension):
+class MeshWall(ToolExtension):
     """A rigid triangle mesh moving with prescribed translation and rotation (see module docstring).
 
     Parameters
@@ -384,6 +384,8 @@ class MeshWall(Extension):
     scale : factor applied to file/trimesh coordinates (e.g. 1e-3 for an STL in mm).
     name : unique extension name.
     """
+
+    _O_E, _O_W, _O_AW = O_E, O_W, O_AW
 
     def __init__(
         self,
@@ -554,31 +556,6 @@ class MeshWall(Extension):
         )
         # Read back lazily: a device-to-host copy per step would cost more than the contacts.
         self._synced = False
-
-    @property
-    def _out(self) -> np.ndarray:
-        """Outputs of the last evaluation (see the O_* slots), copied from the device when stale."""
-        if not self._synced:
-            self._out_host = self._outbuf.to_numpy().astype(np.float64)
-            self._synced = True
-        return self._out_host
-
-    @property
-    def work_J(self) -> float:
-        """Work done on the particles since the tool was attached (J)."""
-        return float(self._out[O_W])
-
-    @property
-    def abs_work_J(self) -> float:
-        """Sum of |power| dt (J): an upper bound of the energy the tool put in."""
-        return float(self._out[O_AW])
-
-    def elastic_energy_J(self, sim: Any) -> float:
-        """Hertz elastic energy stored in the tool's contacts at the last evaluation (J)."""
-        return float(self._out[O_E])
-
-    def work_done_J(self, sim: Any) -> float:
-        return self.abs_work_J
 
     # ------------------------------------------------------------------ reports
     def vertices_now_m(self) -> np.ndarray:

@@ -191,7 +191,44 @@ def _vec(value: Any, size: int, key: str) -> np.ndarray:
     return a
 
 
-class RollerCylinder(Extension):
+class ToolExtension(Extension):
+    """Read-out shared by the tools: a device buffer ``_outbuf`` of per-evaluation sums (force,
+    torque, contacts, power, elastic energy) and run totals (work, |work|) at the slots ``_O_E``,
+    ``_O_W``, ``_O_AW``; copied to the host only when a report or the energy guard asks."""
+
+    _O_E, _O_W, _O_AW = O_E, O_W, O_AW
+    _outbuf: Any
+    _out_host: np.ndarray
+    _synced: bool
+
+    @property
+    def _out(self) -> np.ndarray:
+        """Outputs of the last evaluation (see the O_* slots), copied from the device when stale."""
+        if not self._synced:
+            self._out_host = self._outbuf.to_numpy().astype(np.float64)
+            self._synced = True
+        return self._out_host
+
+    @property
+    def work_J(self) -> float:
+        """Work done on the particles since the tool was attached (J)."""
+        return float(self._out[self._O_W])
+
+    @property
+    def abs_work_J(self) -> float:
+        """Sum of |power| dt (J): an upper bound of the energy the tool put in."""
+        return float(self._out[self._O_AW])
+
+    def elastic_energy_J(self, sim: Any) -> float:
+        """Hertz elastic energy stored in the tool's contacts at the last evaluation (J)."""
+        return float(self._out[self._O_E])
+
+    def work_done_J(self, sim: Any) -> float:
+        # The guard only needs an upper bound of the energy the tool put in.
+        return self.abs_work_J
+
+
+class RollerCylinder(ToolExtension):
     """Analytic calender roll: an infinite cylinder along y (see module docstring).
 
     Parameters
@@ -309,32 +346,6 @@ class RollerCylinder(Extension):
         )
         # Read back lazily: a device-to-host copy per step would cost more than the contacts.
         self._synced = False
-
-    @property
-    def _out(self) -> np.ndarray:
-        """Outputs of the last evaluation (see the O_* slots), copied from the device when stale."""
-        if not self._synced:
-            self._out_host = self._outbuf.to_numpy().astype(np.float64)
-            self._synced = True
-        return self._out_host
-
-    @property
-    def work_J(self) -> float:
-        """Work done on the particles since the tool was attached (J)."""
-        return float(self._out[O_W])
-
-    @property
-    def abs_work_J(self) -> float:
-        """Sum of |power| dt (J): an upper bound of the energy the tool put in."""
-        return float(self._out[O_AW])
-
-    def elastic_energy_J(self, sim: Any) -> float:
-        """Hertz elastic energy stored in the tool's contacts at the last evaluation (J)."""
-        return float(self._out[O_E])
-
-    def work_done_J(self, sim: Any) -> float:
-        # The guard only needs an upper bound of the energy the roll put in.
-        return self.abs_work_J
 
     # ------------------------------------------------------------------ reports
     @property
