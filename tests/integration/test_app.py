@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from electrodem.io.snapshot import Microstructure
@@ -116,3 +117,9 @@ def test_settle_route_settles_the_bed(tmp_path):
     assert [t for t, _ in read_pvd(run / "particles.pvd")][0] == 0.0
     assert len(read_pvd(run / "particles.pvd")) == 2
     assert (run / "snapshots" / "01_settle.npz").is_file()
+    # With the default JKR adhesion the fines stick where they land instead of sifting through the NMC
+    # skeleton to the collector (without cohesion the median C65 height was ~1-2 % of the bed).
+    micro = Microstructure.load(run / "snapshots" / "01_settle.npz")
+    cb = [k for k, sp in enumerate(micro.species) if sp.role == "CB"]
+    z_cb = micro.positions_m[np.isin(micro.species_id, cb), 2]
+    assert np.median(z_cb) > 0.25 * micro.top_m()
