@@ -23,7 +23,8 @@ logged shortcuts (DOMAIN.md §6), each a field of `SettleParams`, all written to
   final gravity; transient impact overlaps reach a few %, the guard stops the run above 10 %). The
   static overlap is then measured; where it exceeds ``overlap_target`` the gravity is lowered by the
   Hertz scaling d ~ g^(2/3) (times 0.9) and the bed relaxes again at rest (contacts spring back,
-  all loads scale down), at most three times. The gravity
+  all loads scale down), and measured again: until it is at or below the target (at most
+  `MAX_GRAVITY_STEPS` times; each relaxation is measured, the last one included). The gravity
   the bed ends at is ``settling_gravity_m_per_s2`` in the report. The estimate is meant as an upper
   bound: measured overlaps lie from about equal to it (fines wedged between AM particles) to 6x below
   it (AM resting on a carpet of fines); the measured overlap, not the estimate, sets the final gravity.
@@ -80,6 +81,8 @@ ROLLING_MODELS = ("none", "constant", "epsd")
 COHESION_MODELS = ("none", "jkr")
 COLLECTOR_CHOICES = ("auto", "aluminium", "copper")
 _OVERRIDE_KEYS = ("friction", "restitution", "rolling_friction")
+MAX_GRAVITY_STEPS = 5
+"""Most times the settling gravity is lowered after the fall (each one a relaxation at rest)."""
 SUPPORTING_CONTACTS = 3.0
 """Contacts that share the column load under one particle (a sphere resting in a pocket)."""
 
@@ -583,10 +586,16 @@ def settle(
     steps, wall, phases = res.steps, res.wall_time_s, [{"gravity_m_per_s2": g_fall, "steps": res.steps}]
     converged = res.stopped_by == "until"
     g_final = g_fall
-    for _ in range(3):
+    # One more pass than lowerings: the overlap after the last relaxation is measured too.
+    for lowering in range(MAX_GRAVITY_STEPS + 1):
         # The adhesive (zero-load JKR) overlap does not shrink with gravity: only the excess counts.
         measured = float(sim.diagnostics()["max_overlap_ratio"]) - adhesive
-        if measured <= params.overlap_target or g_fall == g or steps >= budget:
+        if (
+            measured <= params.overlap_target
+            or g_fall == g
+            or steps >= budget
+            or lowering == MAX_GRAVITY_STEPS
+        ):
             break
         # Static Hertz overlaps scale as g^(2/3); 0.9 covers the rearrangement while unloading. All
         # loads drop, the contacts spring back, and the bed comes to rest again at the lower gravity.
