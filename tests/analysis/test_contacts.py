@@ -138,3 +138,22 @@ def test_bad_input_is_refused():
     zper = _micro([[1e-6, 1e-6, 1e-6]], [1e-6], [0], [20e-6, 20e-6, 20e-6], periodic=(True, True, True))
     with pytest.raises(ValueError, match="periodic"):
         build_contact_graph(zper)
+
+
+def test_lens_volume_is_the_sum_of_the_two_caps_cut_by_the_radical_plane():
+    from electrodem.analysis.contacts import lens_volume_m3
+
+    r1, r2 = np.array([1.0, 1.0, 2.0, 0.5]), np.array([1.0, 0.3, 1.0, 2.0])
+    d = np.array([1.5, 1.1, 2.5, 2.3])  # overlapping, neither inside the other
+    x1 = (d**2 + r1**2 - r2**2) / (2 * d)  # centre 1 to the radical plane
+    h1, h2 = r1 - x1, r2 - (d - x1)
+
+    def cap(h, r):
+        return np.pi * h**2 * (3 * r - h) / 3
+
+    assert np.allclose(lens_volume_m3(d, r1, r2), cap(h1, r1) + cap(h2, r2), rtol=1e-12)
+    # Equal spheres: pi (4 r + d) (2 r - d)^2 / 12.
+    assert lens_volume_m3(1.5, 1.0, 1.0) == pytest.approx(np.pi * 5.5 * 0.25 / 12, rel=1e-12)
+    # Apart: nothing; one inside the other: the smaller sphere.
+    assert lens_volume_m3(2.5, 1.0, 1.0) == 0.0
+    assert lens_volume_m3(0.5, 2.0, 1.0) == pytest.approx(4 / 3 * np.pi, rel=1e-12)

@@ -257,6 +257,13 @@ def test_wall_press_and_release_leaves_residual_overlap():
     sim.run(until=0.02, progress=False)
     loaded = float(sim.wall_overlaps_m(0)[0])
     assert loaded == pytest.approx(d_load, rel=0.01)
+    # The guard's elastic overlap is the overlap above the plastic one delta_p(delta_max); delta_max (the
+    # wall history, read from the store) exceeds the resting overlap by the damped oscillation's swing.
+    diag = sim.diagnostics()
+    d_max = float(sim._store.particles_to_numpy(sim.n)["wdm"][0, 0])
+    assert loaded <= d_max < 1.01 * loaded
+    assert diag["max_overlap_ratio"] == pytest.approx(loaded / R, rel=1e-12)
+    assert diag["max_elastic_overlap_ratio"] == pytest.approx((loaded - unload_params(d_max)[1]) / R, rel=1e-9)
     sim.set_gravity((0, 0, 0))
     sim.run(until=0.04, progress=False)
     residual = float(sim.wall_overlaps_m(0)[0])
@@ -266,6 +273,34 @@ def test_wall_press_and_release_leaves_residual_overlap():
     # Recoverable elastic energy is that of the unloading branch: ~0 at the residual overlap.
     assert sim.diagnostics()["elastic_energy_J"] < 1e-3 * f * loaded
     sim.free()
+
+
+def test_guard_bounds_the_elastic_overlap_and_the_total_flattening_separately():
+    g = 6000.0
+    sim = _wall_sim(g)
+    sim.run(until=0.02, progress=False)
+    total, elastic = (sim.diagnostics()[k] for k in ("max_overlap_ratio", "max_elastic_overlap_ratio"))
+    assert elastic < 0.8 * total  # a quarter of the overlap is plastic flattening
+    sim.free()
+    from electrodem.engine import Guards, SimulationError
+
+    # Elastic guard between the two: a plastic contact passes where an elastic one of this overlap stops.
+    ok = _wall_sim(g)
+    ok.guards = Guards(max_overlap_ratio=1.05 * elastic, max_total_overlap_ratio=1.2 * total, every_steps=50)
+    ok.run(until=0.02, progress=False)
+    ok.free()
+    tight = _wall_sim(g)
+    tight.guards = Guards(max_overlap_ratio=1.05 * elastic, max_total_overlap_ratio=0.95 * total, every_steps=50)
+    with pytest.raises(SimulationError, match="elastic \\+ plastic"):
+        tight.run(until=0.02, progress=False)
+    tight.free()
+    too_soft = _wall_sim(g)
+    too_soft.guards = Guards(max_overlap_ratio=0.8 * elastic, max_total_overlap_ratio=10 * total, every_steps=50)
+    with pytest.raises(SimulationError, match="elastic overlap/radius"):
+        too_soft.run(until=0.02, progress=False)
+    too_soft.free()
+    with pytest.raises(ConfigError, match="max_total_overlap_ratio"):
+        Guards(max_overlap_ratio=0.5, max_total_overlap_ratio=0.4)
 
 
 def test_temperature_softening_of_the_yield_pressure():

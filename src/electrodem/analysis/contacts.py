@@ -30,7 +30,7 @@ from scipy.spatial import cKDTree
 
 from electrodem.io.snapshot import Microstructure
 
-__all__ = ["ContactGraph", "build_contact_graph", "lens_contact_radius", "phase_pair_table"]
+__all__ = ["ContactGraph", "build_contact_graph", "lens_contact_radius", "lens_volume_m3", "phase_pair_table"]
 
 
 @dataclass(frozen=True)
@@ -105,6 +105,18 @@ def lens_contact_radius(d: np.ndarray, r1: np.ndarray, r2: np.ndarray) -> np.nda
         a = np.sqrt(np.clip(prod, 0.0, None)) / (2.0 * d)
     a = np.where(d + np.minimum(r1, r2) <= np.maximum(r1, r2), np.minimum(r1, r2), a)
     return np.where(d >= r1 + r2, 0.0, a)
+
+
+def lens_volume_m3(d: np.ndarray, r1: np.ndarray, r2: np.ndarray) -> np.ndarray:
+    """Volume (m3) common to two spheres of radii ``r1``, ``r2`` (m) with centre distance ``d`` (m):
+    pi (r1 + r2 - d)^2 (d^2 + 2 d (r1 + r2) - 3 (r1 - r2)^2) / (12 d); 0 apart, the smaller sphere's
+    volume when it lies inside the other. The solid a sphere packing counts twice in its contacts."""
+    d, r1, r2 = np.broadcast_arrays(np.asarray(d, float), np.asarray(r1, float), np.asarray(r2, float))
+    h = np.clip(r1 + r2 - d, 0.0, None)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        v = np.pi * h**2 * (d * d + 2.0 * d * (r1 + r2) - 3.0 * (r1 - r2) ** 2) / (12.0 * d)
+    inside = d + np.minimum(r1, r2) <= np.maximum(r1, r2)
+    return np.where(inside, 4.0 / 3.0 * np.pi * np.minimum(r1, r2) ** 3, np.where(h > 0, v, 0.0))
 
 
 def _plane_distance(d: np.ndarray, r1: np.ndarray, r2: np.ndarray) -> np.ndarray:

@@ -108,6 +108,7 @@ def compaction_block(report: dict[str, Any]) -> dict[str, Any]:
         "inertial_number_max": report["quasi_static"]["inertial_number_max"],
         "max_particle_stress_MPa": report["max_particle_stress_MPa"],
         "p99_particle_stress_MPa": report["p99_particle_stress_MPa"],
+        "overlap": report["overlap"],
         "curve_csv": "compaction.csv",
         "plot": "compaction_pressure_porosity.png",
     }

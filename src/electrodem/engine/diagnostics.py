@@ -10,33 +10,31 @@ from electrodem.engine.neighbors import min_image
 from electrodem.engine.walls import MAX_WALLS, W_NX, W_PX
 
 # Slots of the diagnostics buffer ``s.diag``.
-O_KE_T, O_KE_R, O_NAN, O_MAX_OVL, O_MAX_SPEED, O_PE_G, O_ELASTIC, O_WORST, O_MOM = range(9)
+O_KE_T, O_KE_R, O_NAN, O_MAX_OVL, O_MAX_SPEED, O_PE_G, O_ELASTIC, O_WORST, O_MOM, O_MAX_EL, O_WORST_EL = range(11)
 
 
 @ti.func
-def _tn_energy(s, delta, d_max, r_star, ma, mb):
+def _elastic_state(s, delta, d_max, r_star, ma, mb):
+    """(recoverable elastic energy (J), elastic overlap (m)) of a contact at overlap ``delta`` (m) whose
+    largest overlap so far is ``d_max`` (m; used by the Thornton–Ning law only)."""
     e_star = s.table[ma, mb, P_ESTAR]
-    f, _s_n, x_el = thornton_ning_normal(delta, ti.max(d_max, delta), r_star, e_star, s.table[ma, mb, P_PY])
-    return 0.4 * f * x_el
+    energy = 8.0 / 15.0 * e_star * ti.sqrt(r_star) * delta**2.5
+    x_el = delta
+    if ti.static(s.plastic):
+        f, _s_n, x = thornton_ning_normal(delta, ti.max(d_max, delta), r_star, e_star, s.table[ma, mb, P_PY])
+        energy, x_el = 0.4 * f * x, x
+    return energy, x_el
 
 
 @ti.func
-def _elastic_energy(s, delta, dm: ti.template(), k, r_star, ma, mb):
-    """Recoverable elastic energy (J) of pair k at overlap ``delta`` (m)."""
-    energy = 8.0 / 15.0 * s.table[ma, mb, P_ESTAR] * ti.sqrt(r_star) * delta**2.5
-    if ti.static(s.plastic):
-        energy = _tn_energy(s, delta, dm[k], r_star, ma, mb)
-    return energy
-
-
-@ti.func
-def _elastic_energy_wall(s, delta, i, wk, r_star, ma):
-    """Recoverable elastic energy (J) of particle i's contact with wall wk."""
-    mb = s.wmat[wk]
-    energy = 8.0 / 15.0 * s.table[ma, mb, P_ESTAR] * ti.sqrt(r_star) * delta**2.5
-    if ti.static(s.plastic):
-        energy = _tn_energy(s, delta, s.wdm[i, wk], r_star, ma, mb)
-    return energy
+def _track_overlap(s, i, total_ratio, elastic_ratio):
+    """Running maxima of the total and the elastic overlap ratios, with the particle of each."""
+    old = ti.atomic_max(s.diag[O_MAX_OVL], total_ratio)
+    if total_ratio > old:
+        s.diag[O_WORST] = i
+    old_el = ti.atomic_max(s.diag[O_MAX_EL], elastic_ratio)
+    if elastic_ratio > old_el:
+        s.diag[O_WORST_EL] = i
 
 
 @ti.kernel
@@ -44,13 +42,15 @@ def diagnostics(s: ti.template(), p: ti.template(), n: ti.i32, nw: ti.i32):
     """Fill ``s.diag``: kinetic energy of translation and rotation (J), count of non-finite
     particles, max overlap divided by the smaller radius (pairs and walls), max speed (m/s),
     gravitational potential -sum m g.x (J), elastic energy over all contacts (J), index of a particle
-    in the worst overlap, and |total momentum| (kg m/s).
+    in the worst overlap, |total momentum| (kg m/s), and the max elastic overlap ratio with its
+    particle (the overlap minus the plastic overlap delta_p of a Thornton–Ning contact; the overlap
+    itself for elastic laws).
 
     Elastic energy: Hertz 8/15 E* sqrt(R*) d^2.5; with the Thornton–Ning law the energy recoverable by
     unloading the contact, 8/15 E* sqrt(R_p) (d - d_p)^2.5 = 2/5 F (d - d_p) (the plastic work is
     dissipated and not counted)."""
     g = ti.Vector([s.dom[D_G], s.dom[D_G + 1], s.dom[D_G + 2]])
-    for k in range(9):
+    for k in range(11):
         s.diag[k] = 0.0
     mom = g * 0.0
     for i in range(n):
@@ -78,19 +78,23 @@ def diagnostics(s: ti.template(), p: ti.template(), n: ti.i32, nw: ti.i32):
             delta = ri + s.r[j] - d.norm()
             if delta > 0.0:
                 rstar = ri * s.r[j] / (ri + s.r[j])
-                s.diag[O_ELASTIC] += _elastic_energy(s, delta, p.dm, k, rstar, mi, s.mat[j])
-                ratio = delta / ti.min(ri, s.r[j])
-                old = ti.atomic_max(s.diag[O_MAX_OVL], ratio)
-                if ratio > old:
-                    s.diag[O_WORST] = i
+                d_max = 0.0
+                if ti.static(s.plastic):  # the history field is allocated for plastic runs only
+                    d_max = p.dm[k]
+                energy, x_el = _elastic_state(s, delta, d_max, rstar, mi, s.mat[j])
+                s.diag[O_ELASTIC] += energy
+                r_min = ti.min(ri, s.r[j])
+                _track_overlap(s, i, delta / r_min, x_el / r_min)
         for wk in ti.static(range(MAX_WALLS)):
             if wk < nw:
                 delta = ri - (xi - _vec(s.walls, wk, W_PX)).dot(_vec(s.walls, wk, W_NX))
                 if delta > 0.0:
-                    s.diag[O_ELASTIC] += _elastic_energy_wall(s, delta, i, wk, ri, mi)
-                    old = ti.atomic_max(s.diag[O_MAX_OVL], delta / ri)
-                    if delta / ri > old:
-                        s.diag[O_WORST] = i
+                    d_max = 0.0
+                    if ti.static(s.plastic):
+                        d_max = s.wdm[i, wk]
+                    energy, x_el = _elastic_state(s, delta, d_max, ri, mi, s.wmat[wk])
+                    s.diag[O_ELASTIC] += energy
+                    _track_overlap(s, i, delta / ri, x_el / ri)
     s.diag[O_MOM] = mom.norm()
 
 

@@ -42,7 +42,14 @@ class Guards:
     """Run guards.
 
     every_steps : how often the state is checked (steps).
-    max_overlap_ratio : largest allowed overlap divided by the smaller radius of the pair.
+    max_overlap_ratio : largest allowed ELASTIC overlap divided by the smaller radius of the pair (or
+        the radius, for a wall). For elastic laws that is the overlap itself; for the Thornton–Ning law
+        it is the overlap minus the plastic overlap delta_p, the part Hertz theory must still describe.
+        A runaway of it means the contacts are too soft for the load or the time step is too large.
+    max_total_overlap_ratio : largest allowed overlap (elastic + plastic) divided by the smaller
+        radius. Plastic flattening is a legitimate deformation, so this is wider; beyond ~1 the smaller
+        sphere's centre has passed into the other body, and a sphere no longer represents it. Must be
+        >= ``max_overlap_ratio``.
     energy_growth_factor : stop when kinetic + elastic (+ cohesive, <= 0) energy exceeds this factor
         times the energy available (initial kinetic + elastic + cohesive energy + gravitational energy
         released + the work of the walls, summed every step in the step kernel (`wall_work_J`)); a
@@ -52,6 +59,7 @@ class Guards:
 
     every_steps: int = 200
     max_overlap_ratio: float = 0.1
+    max_total_overlap_ratio: float = 1.0
     energy_growth_factor: float = 10.0
 
     def __post_init__(self) -> None:
@@ -59,6 +67,12 @@ class Guards:
             raise ConfigError("guards.every_steps", self.every_steps, "an integer >= 1")
         if not self.max_overlap_ratio > 0:
             raise ConfigError("guards.max_overlap_ratio", self.max_overlap_ratio, "> 0")
+        if not self.max_total_overlap_ratio >= self.max_overlap_ratio:
+            raise ConfigError(
+                "guards.max_total_overlap_ratio",
+                self.max_total_overlap_ratio,
+                f">= guards.max_overlap_ratio ({self.max_overlap_ratio})",
+            )
         if not self.energy_growth_factor > 1:
             raise ConfigError("guards.energy_growth_factor", self.energy_growth_factor, "> 1")
 
@@ -872,18 +886,27 @@ class Simulation:
         )
 
     def _guard(self, ck: Path | None) -> None:
-        from electrodem.engine.diagnostics import O_WORST
+        from electrodem.engine.diagnostics import O_WORST, O_WORST_EL
 
         d = self.diagnostics()
         problem = None
+
+        def worst(slot: int) -> int:
+            return int(self._store.external_index(self.n)[int(self._store.diag[slot])])
+
         if d["non_finite_particles"] > 0:
             problem = f"{int(d['non_finite_particles'])} particles have non-finite position or velocity"
-        elif d["max_overlap_ratio"] > self.guards.max_overlap_ratio:
-            worst = int(self._store.external_index(self.n)[int(self._store.diag[O_WORST])])
+        elif d["max_elastic_overlap_ratio"] > self.guards.max_overlap_ratio:
             problem = (
-                f"overlap/radius = {d['max_overlap_ratio']:.3g} > {self.guards.max_overlap_ratio} "
-                f"(particle index {worst}); the contacts are too soft for the load "
-                f"or dt = {self.dt_s:.3g} s too large"
+                f"elastic overlap/radius = {d['max_elastic_overlap_ratio']:.3g} > "
+                f"{self.guards.max_overlap_ratio} (particle index {worst(O_WORST_EL)}); the contacts are "
+                f"too soft for the load or dt = {self.dt_s:.3g} s too large"
+            )
+        elif d["max_overlap_ratio"] > self.guards.max_total_overlap_ratio:
+            problem = (
+                f"overlap/radius = {d['max_overlap_ratio']:.3g} > {self.guards.max_total_overlap_ratio} "
+                f"(particle index {worst(O_WORST)}, elastic + plastic); a sphere flattened this far no "
+                f"longer represents the body: the load is beyond what the model can carry"
             )
         else:
             # Work of the walls since the reference: exact, summed every step by the step kernel.
@@ -954,7 +977,10 @@ class Simulation:
 
     # ------------------------------------------------------------------ outputs
     def diagnostics(self) -> dict[str, float]:
-        """Energies (J), overlap ratio, speed (m/s), momentum (kg m/s) and NaN count of the current state.
+        """Energies (J), overlap ratios, speed (m/s), momentum (kg m/s) and NaN count of the current state.
+
+        ``max_overlap_ratio``: largest overlap / smaller radius; ``max_elastic_overlap_ratio``: the same
+        for the elastic part of the overlap (smaller than the overlap only for Thornton–Ning contacts).
 
         ``elastic_energy_J`` is the Hertz energy of the overlaps; ``cohesive_energy_J`` (<= 0) what
         cohesion adds to it (JKR: the JKR potential minus Hertz; vdW: the truncated Hamaker potential)."""
@@ -970,6 +996,7 @@ class Simulation:
             "kinetic_rotational_J": float(o[dg.O_KE_R]),
             "non_finite_particles": float(o[dg.O_NAN]),
             "max_overlap_ratio": float(o[dg.O_MAX_OVL]),
+            "max_elastic_overlap_ratio": float(o[dg.O_MAX_EL]),
             "max_speed_m_per_s": float(o[dg.O_MAX_SPEED]),
             "gravity_potential_J": float(o[dg.O_PE_G]),
             "elastic_energy_J": float(o[dg.O_ELASTIC])

@@ -44,7 +44,7 @@ D_LE_SHIFT, D_LE_DV = 11, 12
 """Lees–Edwards slots of ``dom`` (after the 11 of `electrodem.engine.integrate`): the x offset s (m) of
 the periodic image above the box (z + Lz), kept in [-Lx/2, Lx/2), and that image's x velocity
 gamma_dot Lz (m/s). Both are 0 for a plain box, so the kernels pay nothing extra then."""
-N_DIAG = 9
+N_DIAG = 11
 
 T_CN, T_CT = N_PAIR_PROPS, N_PAIR_PROPS + 1
 """Extra pair-table columns: eta sqrt(2 E*) and eta sqrt(8 G*) (sqrt(Pa)), so that the contact law

@@ -114,7 +114,9 @@ class CalenderParams:
     max_arc_fraction : ``roll`` geometry: largest allowed contact arc / strip length.
     search_passes : most evaluated passes per search (``line_load``, ``target_porosity``).
     search_tolerance : relative line-load tolerance, or absolute porosity tolerance, of a search.
-    max_overlap_ratio : overlap guard of the engine (fraction of the radius).
+    max_overlap_ratio : the engine's guard on the elastic overlap (fraction of the smaller radius; the
+        overlap above the plastic one for Thornton–Ning contacts).
+    max_total_overlap_ratio : the engine's guard on the whole overlap, plastic flattening included.
     max_steps_per_pass : refuse a pass that would need more steps than this.
     """
 
@@ -152,6 +154,7 @@ class CalenderParams:
     search_passes: int = 5
     search_tolerance: float = 0.05
     max_overlap_ratio: float = 0.25
+    max_total_overlap_ratio: float = 1.0
     max_steps_per_pass: int = 2_000_000
 
     def __post_init__(self) -> None:
@@ -246,6 +249,8 @@ class CalenderParams:
         integer("search_passes", 2)
         req(0 < num("search_tolerance") < 1, "search_tolerance", "in (0, 1)")
         req(0 < num("max_overlap_ratio") < 0.5, "max_overlap_ratio", "in (0, 0.5)")
+        req(num("max_overlap_ratio") <= num("max_total_overlap_ratio") <= 2.0, "max_total_overlap_ratio",
+            f"in [max_overlap_ratio ({self.max_overlap_ratio}), 2] (overlap / smaller radius)")  # fmt: skip
         integer("max_steps_per_pass", 1)
 
     def gaps_m(self) -> list[float]:
@@ -397,7 +402,7 @@ def _build_sim(
         rayleigh_fraction=p.rayleigh_fraction,
         steps_per_contact=20.0,
         impact_speed_m_per_s=max(impact_m_per_s, 1e-9),
-        guards=Guards(max_overlap_ratio=p.max_overlap_ratio),
+        guards=Guards(max_overlap_ratio=p.max_overlap_ratio, max_total_overlap_ratio=p.max_total_overlap_ratio),
         options=options,
         temperature_K=p.roll_temperature_K,
     )
@@ -693,6 +698,7 @@ def _run_pass(
         **_stress_stats("stress_relaxed_", vm, pr),
         "stress_measure": "particle-particle normal forces; von Mises and largest principal, compression +",
         "max_overlap_ratio_at_min_gap": min_gap["max_overlap_ratio"],
+        "max_elastic_overlap_ratio_at_min_gap": min_gap["max_elastic_overlap_ratio"],
         "inertial_number_max": i_max,
         "quasi_static": bool(i_max <= p.max_inertial_number),
         "contact_arc_m": pl.arc_m,
@@ -738,6 +744,7 @@ def _snapshot(sim: Any, area: float) -> dict[str, Any]:
         "coordination": 2.0 * len(c["i"]) / sim.n,
         "elastic_energy_J": d["elastic_energy_J"],
         "max_overlap_ratio": d["max_overlap_ratio"],
+        "max_elastic_overlap_ratio": d["max_elastic_overlap_ratio"],
         "tool_contacts": tool,
     }
 

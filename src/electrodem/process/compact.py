@@ -32,7 +32,13 @@ Quantities (recorded every ``record_every_steps``):
 * inertial number I = (plate speed / thickness) d_v / sqrt(p / rho) with d_v the volume-weighted
   mean diameter (sum d^4 / sum d^3) and rho the bed's simulated (mass-scaled) density; loading is
   quasi-static when I < ``inertial_number_max`` wherever p >= ``quasi_static_pressure_fraction``
-  x the largest pressure (at p -> 0 every finite speed has I -> inf; the curve there carries no load).
+  x the largest pressure (at p -> 0 every finite speed has I -> inf; the curve there carries no load);
+* overlap: the largest overlap and elastic overlap / smaller radius (the engine guards both), and the
+  solid volume in contact lenses / solid volume (``overlap_volume_fraction``): perfectly plastic
+  contacts flatten, spheres cannot, so the flattened volume is counted twice by a union-of-spheres
+  geometry. The porosity above is mass-based (sphere volumes, as the gauge-and-mass porosity of an
+  experiment) and does not carry it; the voxel analysis of the result does, by that fraction of the
+  solid. Checked against ``max_overlap_volume_fraction``.
 
 After unloading: spring-back (`electrodem.analysis.compaction.spring_back_pct`, recovery relative
 to the loaded thickness), elastic recovery (recovered / compressed thickness, 100 % for a purely
@@ -60,6 +66,7 @@ from typing import Any
 
 import numpy as np
 
+from electrodem.analysis.contacts import lens_volume_m3
 from electrodem.analysis.profiles import sphere_volume_below_m3
 from electrodem.config import ConfigError
 from electrodem.engine.arch import EngineOptions
@@ -74,7 +81,7 @@ CURVE_KEYS = (
     "stage", "step", "time_s", "plate_z_m", "thickness_m", "pressure_Pa", "pressure_MPa",
     "plate_contact_force_sum_N", "plate_force_N", "porosity", "density_g_cm3", "plate_speed_m_per_s",
     "inertial_number", "kinetic_energy_J", "mean_coordination_number", "max_particle_stress_Pa",
-    "p99_particle_stress_Pa",
+    "p99_particle_stress_Pa", "max_overlap_ratio", "max_elastic_overlap_ratio", "overlap_volume_fraction",
 )  # fmt: skip
 """Columns of the compaction curve (CSV and ``metadata['compact']['curve']``)."""
 
@@ -110,10 +117,15 @@ class CompactParams:
         r_mean, 0.1 / dt) (a particle moving at the plate speed stops within 0.1 % of a radius).
     relax_ke_ratio : relaxed when the kinetic energy < this x the elastic energy at the largest load.
     relax_max_steps : most steps of the relaxation.
-    max_overlap_ratio : the engine's overlap guard (largest overlap / smaller radius before the run
-        stops as unstable); perfectly plastic (Thornton–Ning) fines flatten legitimately past the
-        default 0.1, where the law itself (small-strain contact mechanics) is stretched: a CHECK, say
-        so when raising it.
+    max_overlap_ratio : the engine's guard on the ELASTIC overlap (largest elastic overlap / smaller
+        radius before the run stops as unstable; the whole overlap for Hertz, the overlap above the
+        plastic one for Thornton–Ning).
+    max_total_overlap_ratio : the engine's guard on the whole overlap (elastic + plastic flattening)
+        / smaller radius: perfectly plastic (Thornton–Ning) fines flatten legitimately far past 0.1.
+    max_overlap_volume_fraction : CHECK on what the flattening costs the geometry: the solid volume
+        counted twice in contact lenses, as a fraction of the solid volume (the error of a porosity
+        computed from the union of the spheres, e.g. by the voxel analysis; the reported porosity is
+        mass-based and does not carry it). Reported at the largest load and after release, with a flag.
     """
 
     mode: str = "displacement"
@@ -145,6 +157,8 @@ class CompactParams:
     relax_ke_ratio: float = 1.0e-4
     relax_max_steps: int = 200_000
     max_overlap_ratio: float = 0.1
+    max_total_overlap_ratio: float = 1.0
+    max_overlap_volume_fraction: float = 0.02
 
     def __post_init__(self) -> None:
         from electrodem.engine.model import NORMAL_MODELS
@@ -204,6 +218,9 @@ class CompactParams:
         req(num("fines_density_scale") >= 1, "fines_density_scale", ">= 1")
         req(0 < num("rayleigh_fraction") <= 0.5, "rayleigh_fraction", "in (0, 0.5]")
         req(0 < num("max_overlap_ratio") <= 0.5, "max_overlap_ratio", "in (0, 0.5] (overlap / radius)")
+        req(num("max_overlap_ratio") <= num("max_total_overlap_ratio") <= 2.0, "max_total_overlap_ratio",
+            f"in [max_overlap_ratio ({self.max_overlap_ratio}), 2] (overlap / smaller radius)")  # fmt: skip
+        req(0 < num("max_overlap_volume_fraction") < 1, "max_overlap_volume_fraction", "in (0, 1)")
         for key in ("hold_checks", "record_every_steps", "max_steps", "relax_max_steps"):
             v = getattr(self, key)
             req(isinstance(v, int) and not isinstance(v, bool) and v >= 1, key, "an integer >= 1")
@@ -267,6 +284,7 @@ class _Bed:
     real_mass_kg: np.ndarray
     rho_sim_kg_per_m3: float
     d_vol_m: float
+    solid_m3: float
 
 
 def _record(sim: Any, bed: _Bed, stage: str) -> dict[str, Any]:
@@ -281,6 +299,9 @@ def _record(sim: Any, bed: _Bed, stage: str) -> dict[str, Any]:
     speed = abs(float(ws["velocity_m_per_s"][2]))
     c = sim.contact_arrays()
     sig = max_principal_Pa(particle_stress_Pa(sim, c))
+    ri, rj = r[c["i"]], r[c["j"]]
+    lens = float(lens_volume_m3(ri + rj - c["overlap_m"], ri, rj).sum())
+    diag = sim.diagnostics()
     inertial = (speed / h) * bed.d_vol_m / math.sqrt(p / bed.rho_sim_kg_per_m3) if p > 0 else math.inf
     return {
         "stage": stage,
@@ -296,10 +317,13 @@ def _record(sim: Any, bed: _Bed, stage: str) -> dict[str, Any]:
         "density_g_cm3": float(np.sum(bed.real_mass_kg * frac)) / (bed.area_m2 * h) * 1e-3,
         "plate_speed_m_per_s": speed,
         "inertial_number": inertial,
-        "kinetic_energy_J": float(sim.diagnostics()["kinetic_energy_J"]),
+        "kinetic_energy_J": float(diag["kinetic_energy_J"]),
         "mean_coordination_number": 2.0 * len(c["i"]) / max(sim.n, 1),
         "max_particle_stress_Pa": float(sig.max()) if len(sig) else 0.0,
         "p99_particle_stress_Pa": float(np.percentile(sig, 99)) if len(sig) else 0.0,
+        "max_overlap_ratio": float(diag["max_overlap_ratio"]),
+        "max_elastic_overlap_ratio": float(diag["max_elastic_overlap_ratio"]),
+        "overlap_volume_fraction": lens / bed.solid_m3,
     }
 
 
@@ -428,7 +452,8 @@ def compact(
         gravity_m_per_s2=(0.0, 0.0, 0.0),
         rayleigh_fraction=params.rayleigh_fraction,
         impact_speed_m_per_s=v,
-        guards=Guards(max_overlap_ratio=float(params.max_overlap_ratio)),
+        guards=Guards(max_overlap_ratio=float(params.max_overlap_ratio),
+                      max_total_overlap_ratio=float(params.max_total_overlap_ratio)),  # fmt: skip
         options=options,
         record_wall_forces=True,
     )
@@ -436,7 +461,7 @@ def compact(
     sim.run(steps=0, progress=False)  # chooses the time step
     dt = sim.dt_s
     d_vol = float(2.0 * np.sum(r0**4) / np.sum(r0**3))
-    bed = _Bed(area, micro.masses_kg, float(masses.sum() / v_solid), d_vol)
+    bed = _Bed(area, micro.masses_kg, float(masses.sum() / v_solid), d_vol, float(v_solid))
     r_mean = float(np.mean(r0))
     c_relax = params.relax_damping_per_s
     if c_relax is None:
@@ -576,6 +601,14 @@ def compact(
         "max_particle_stress_Pa": float(stress_max_load.max()),
         "max_particle_stress_MPa": float(stress_max_load.max()) * 1e-6,
         "p99_particle_stress_MPa": float(np.percentile(stress_max_load, 99)) * 1e-6,
+        "overlap": {
+            "max_ratio_max_load": at_max["max_overlap_ratio"],
+            "max_elastic_ratio_max_load": at_max["max_elastic_overlap_ratio"],
+            "volume_fraction_max_load": at_max["overlap_volume_fraction"],
+            "volume_fraction_final": final["overlap_volume_fraction"],
+            "volume_fraction_limit": params.max_overlap_volume_fraction,
+            "ok": bool(max(c["overlap_volume_fraction"] for c in curve) <= params.max_overlap_volume_fraction),
+        },
         "mean_coordination_number_max_load": at_max["mean_coordination_number"],
         "mean_coordination_number_final": final["mean_coordination_number"],
         "elastic_energy_max_load_J": elastic_max,
