@@ -263,7 +263,9 @@ def test_wall_press_and_release_leaves_residual_overlap():
     d_max = float(sim._store.particles_to_numpy(sim.n)["wdm"][0, 0])
     assert loaded <= d_max < 1.01 * loaded
     assert diag["max_overlap_ratio"] == pytest.approx(loaded / R, rel=1e-12)
-    assert diag["max_elastic_overlap_ratio"] == pytest.approx((loaded - unload_params(d_max)[1]) / R, rel=1e-9)
+    assert diag["max_elastic_overlap_ratio"] == pytest.approx(
+        (loaded - unload_params(d_max)[1]) / R, rel=1e-9
+    )
     sim.set_gravity((0, 0, 0))
     sim.run(until=0.04, progress=False)
     residual = float(sim.wall_overlaps_m(0)[0])
@@ -290,12 +292,16 @@ def test_guard_bounds_the_elastic_overlap_and_the_total_flattening_separately():
     ok.run(until=0.02, progress=False)
     ok.free()
     tight = _wall_sim(g)
-    tight.guards = Guards(max_overlap_ratio=1.05 * elastic, max_total_overlap_ratio=0.95 * total, every_steps=50)
+    tight.guards = Guards(
+        max_overlap_ratio=1.05 * elastic, max_total_overlap_ratio=0.95 * total, every_steps=50
+    )
     with pytest.raises(SimulationError, match="elastic \\+ plastic"):
         tight.run(until=0.02, progress=False)
     tight.free()
     too_soft = _wall_sim(g)
-    too_soft.guards = Guards(max_overlap_ratio=0.8 * elastic, max_total_overlap_ratio=10 * total, every_steps=50)
+    too_soft.guards = Guards(
+        max_overlap_ratio=0.8 * elastic, max_total_overlap_ratio=10 * total, every_steps=50
+    )
     with pytest.raises(SimulationError, match="elastic overlap/radius"):
         too_soft.run(until=0.02, progress=False)
     too_soft.free()

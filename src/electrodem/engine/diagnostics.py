@@ -10,7 +10,8 @@ from electrodem.engine.neighbors import min_image
 from electrodem.engine.walls import MAX_WALLS, W_NX, W_PX
 
 # Slots of the diagnostics buffer ``s.diag``.
-O_KE_T, O_KE_R, O_NAN, O_MAX_OVL, O_MAX_SPEED, O_PE_G, O_ELASTIC, O_WORST, O_MOM, O_MAX_EL, O_WORST_EL = range(11)
+(O_KE_T, O_KE_R, O_NAN, O_MAX_OVL, O_MAX_SPEED, O_PE_G, O_ELASTIC, O_WORST, O_MOM,
+ O_MAX_EL, O_WORST_EL) = range(11)  # fmt: skip
 
 
 @ti.func

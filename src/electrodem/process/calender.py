@@ -402,7 +402,9 @@ def _build_sim(
         rayleigh_fraction=p.rayleigh_fraction,
         steps_per_contact=20.0,
         impact_speed_m_per_s=max(impact_m_per_s, 1e-9),
-        guards=Guards(max_overlap_ratio=p.max_overlap_ratio, max_total_overlap_ratio=p.max_total_overlap_ratio),
+        guards=Guards(
+            max_overlap_ratio=p.max_overlap_ratio, max_total_overlap_ratio=p.max_total_overlap_ratio
+        ),
         options=options,
         temperature_K=p.roll_temperature_K,
     )

@@ -607,7 +607,8 @@ def compact(
             "volume_fraction_max_load": at_max["overlap_volume_fraction"],
             "volume_fraction_final": final["overlap_volume_fraction"],
             "volume_fraction_limit": params.max_overlap_volume_fraction,
-            "ok": bool(max(c["overlap_volume_fraction"] for c in curve) <= params.max_overlap_volume_fraction),
+            "ok": bool(max(c["overlap_volume_fraction"] for c in curve)
+                       <= params.max_overlap_volume_fraction),
         },
         "mean_coordination_number_max_load": at_max["mean_coordination_number"],
         "mean_coordination_number_final": final["mean_coordination_number"],
