@@ -40,3 +40,19 @@ def test_spring_back_and_bad_input():
         fit_meyer([0, 1], [0.4, 0.3])
     with pytest.raises(ValueError, match="thickness_loaded_m"):
         spring_back_pct(0.0, 1.0)
+
+
+def test_load_at_porosity_interpolates_the_first_crossing():
+    from electrodem.analysis.compaction import load_at_porosity
+
+    q = np.array([0.0, 1.0, 2.0, 3.0, 2.5])
+    eps = np.array([0.50, 0.45, 0.40, 0.35, 0.34])
+    assert load_at_porosity(q, eps, 0.42) == pytest.approx(1.6, rel=1e-12)
+    assert load_at_porosity(q, eps, 0.50) == 0.0
+    assert np.isnan(load_at_porosity(q, eps, 0.30))
+    # A Meyer curve sampled finely: the inverse of the law to the sampling error.
+    qq = np.linspace(0.0, 50.0, 2001)
+    ee = 0.25 + 0.2 * np.exp(-qq / 10.0)
+    assert load_at_porosity(qq, ee, 0.30) == pytest.approx(10.0 * np.log(0.2 / 0.05), rel=1e-4)
+    with pytest.raises(ValueError, match="1-D"):
+        load_at_porosity(q, eps[:3], 0.4)

@@ -102,3 +102,23 @@ def spring_back_pct(thickness_loaded_m: float, thickness_unloaded_m: float) -> f
     if not thickness_loaded_m > 0:
         raise ValueError(f"thickness_loaded_m must be > 0; got {thickness_loaded_m}")
     return 100.0 * (thickness_unloaded_m - thickness_loaded_m) / thickness_loaded_m
+
+
+def load_at_porosity(load: np.ndarray, porosity: np.ndarray, target: float) -> float:
+    """Load (unit of ``load``) at which a loading curve first reaches porosity ``target``, linearly
+    interpolated between the two records that bracket it; NaN if the curve never gets there.
+
+    The records must be in loading order. The first crossing is the answer, since at a given plate
+    position a bed may relax (porosity steady, load falling) and the load history is what a press
+    reading reports."""
+    q, e = np.asarray(load, float), np.asarray(porosity, float)
+    if q.shape != e.shape or q.ndim != 1:
+        raise ValueError(f"load and porosity must be 1-D arrays of one length; got {q.shape}, {e.shape}")
+    below = np.nonzero(e <= target)[0]
+    if not len(below):
+        return float("nan")
+    k = int(below[0])
+    if k == 0:
+        return float(q[0])
+    t = (e[k - 1] - target) / (e[k - 1] - e[k])
+    return float(q[k - 1] + t * (q[k] - q[k - 1]))
