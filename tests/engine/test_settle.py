@@ -1,7 +1,8 @@
 """The settle process step: a loose electrode-like bed (size ratio ~17) settles onto the current
 collector; particle count, order, species and mass are conserved, the bed densifies and comes to rest
 (the collector carries its weight), overlaps stay below the target and the column-load estimate, the
-bed top is recorded, and every shortcut is written to the metadata."""
+bed top is recorded, and every shortcut is written to the metadata. The settled bed's reported (gauge)
+porosity is the compaction step's initial porosity of the same bed (one definition, to 1e-12)."""
 
 import json
 
@@ -11,6 +12,7 @@ import pytest
 from electrodem.config import ConfigError
 from electrodem.engine import EngineOptions, Material
 from electrodem.io.snapshot import Microstructure, Species
+from electrodem.process.compact import CompactParams, compact
 from electrodem.process.settle import SettleParams, bed_packing, column_overlap_estimate, settle
 
 
@@ -66,10 +68,13 @@ def test_settle_packs_the_bed_at_rest_and_records_its_shortcuts():
     assert rep["mean_coordination_number"] > 2.0
     assert np.all(z - out.radii_m > -0.01 * out.radii_m)  # nothing fell through the collector
     assert np.all((out.positions_m[:, :2] >= 0) & (out.positions_m[:, :2] < 24e-6))
-    # The bed top: below the highest particle, above the solid-volume-equivalent dense thickness.
-    assert out.metadata["top_z_m"] == rep["bed_top_z_m"] == out.top_m()
+    # The bed top: the gauge thickness, the highest particle surface, with all the solid below it; the
+    # bulk (half-bulk solid-fraction) top below it, above the solid-volume-equivalent dense thickness.
+    assert out.metadata["top_z_m"] == rep["thickness_m"] == out.top_m() == np.max(z + out.radii_m)
     dense = out.volumes_m3.sum() / 24e-6**2
-    assert dense / 0.7 < out.top_m() <= np.max(z + out.radii_m)
+    assert rep["porosity"] == pytest.approx(1.0 - dense / rep["thickness_m"], abs=1e-12)
+    assert dense / 0.7 < rep["thickness_bulk_m"] <= out.top_m()
+    assert rep["packing_fraction"] == 1.0 - rep["porosity_bulk"]
     sc = out.metadata["shortcuts"]["settle"]
     for key in (
         "gravity_scale",
@@ -149,3 +154,29 @@ def test_bed_packing_of_a_known_lattice():
     x = (g + 0.5) * 2.0
     phi, top = bed_packing(x[:, 2], np.ones(len(x)), 12.0 * 12.0)
     assert phi == pytest.approx(np.pi / 6, rel=0.01) and top == pytest.approx(16.0, abs=0.5)
+
+
+def test_settled_porosity_is_the_compaction_initial_porosity():
+    # A short settle (mid-fall overlaps allowed: the definitions, not the packing, are under test).
+    params = SettleParams(max_steps=3000, max_overlap_ratio=0.1)
+    out, rep = settle(_loose_bed(seed=1), params, EngineOptions(), progress=False)
+    z, r = out.positions_m[:, 2], out.radii_m
+    assert rep["thickness_m"] == float(np.max(z + r)) == out.metadata["top_z_m"] == out.top_m()
+    assert rep["thickness_um"] == pytest.approx(rep["thickness_m"] * 1e6, rel=1e-15)
+    assert rep["thickness_bulk_m"] <= rep["thickness_m"]
+    assert rep["packing_fraction"] == 1.0 - rep["porosity_bulk"]
+    # Gauge: the whole solid lies below the highest solid point.
+    v = out.volumes_m3.sum()
+    assert rep["porosity"] == pytest.approx(1.0 - v / (24e-6**2 * rep["thickness_m"]), abs=1e-12)
+    h0_um = rep["thickness_um"]
+    cparams = CompactParams(target_porosity=None, target_thickness_um=0.97 * h0_um, modulus_cap_Pa=1e9,
+                            plate_speed_m_per_s=0.5, record_every_steps=20, relax_max_steps=500)  # fmt: skip
+    _, crep = compact(out, cparams, EngineOptions(), progress=False)
+    ini = crep["initial"]
+    assert ini["thickness_m"] == pytest.approx(rep["thickness_m"], abs=1e-18)
+    assert ini["porosity"] == pytest.approx(rep["porosity"], abs=1e-12)
+    assert ini["thickness_bulk_m"] == pytest.approx(rep["thickness_bulk_m"], abs=1e-18)
+    assert ini["porosity_bulk"] == pytest.approx(rep["porosity_bulk"], abs=1e-12)
+    assert ini["porosity_bulk"] < ini["porosity"]  # the rough top layer is looser than the interior
+    for state in ("loaded", "final"):
+        assert crep[state]["thickness_bulk_m"] <= crep[state]["thickness_m"] + 1e-12

@@ -90,15 +90,33 @@ def _step_compact(ctx: RunContext) -> dict[str, Any]:
     return {k: v for k, v in report.items() if k != "curve"}
 
 
+THICKNESS_DEFINITION = (
+    "thickness/porosity: gauge, max(z + r) or the tool position while it presses; *_bulk: height where "
+    "the smoothed solid fraction falls below half its bulk value (electrodem.analysis.composition)"
+)
+"""The ``thickness_definition`` entry of the processing blocks of metrics.json."""
+
+
 def compaction_block(report: dict[str, Any]) -> dict[str, Any]:
-    """The ``compaction`` block of metrics.json from the compact step's report."""
+    """The ``compaction`` block of metrics.json from the compact step's report (thickness and porosity
+    on the gauge definition, ``_bulk`` ones on the half-bulk rule: `THICKNESS_DEFINITION`)."""
     fits = report.get("fits", {})
+    fin, ld, ini = report["final"], report["loaded"], report["initial"]
     return {
-        "final_porosity": report["final"]["porosity"],
-        "final_thickness_um": report["final"]["thickness_um"],
-        "final_density_g_cm3": report["final"]["density_g_cm3"],
-        "loaded_porosity": report["loaded"]["porosity"],
-        "loaded_thickness_um": report["loaded"]["thickness_um"],
+        "thickness_definition": THICKNESS_DEFINITION,
+        "initial_porosity": ini["porosity"],
+        "initial_thickness_um": ini["thickness_um"],
+        "initial_porosity_bulk": ini.get("porosity_bulk"),
+        "initial_thickness_bulk_um": ini.get("thickness_bulk_um"),
+        "final_porosity": fin["porosity"],
+        "final_thickness_um": fin["thickness_um"],
+        "final_porosity_bulk": fin.get("porosity_bulk"),
+        "final_thickness_bulk_um": fin.get("thickness_bulk_um"),
+        "final_density_g_cm3": fin["density_g_cm3"],
+        "loaded_porosity": ld["porosity"],
+        "loaded_thickness_um": ld["thickness_um"],
+        "loaded_porosity_bulk": ld.get("porosity_bulk"),
+        "loaded_thickness_bulk_um": ld.get("thickness_bulk_um"),
         "spring_back_pct": report["spring_back_pct"],
         "elastic_recovery_pct": report["elastic_recovery_pct"],
         "max_pressure_MPa": report["max_pressure_MPa"],
@@ -163,18 +181,30 @@ def _step_calender(ctx: RunContext) -> dict[str, Any]:
 def calendering_block(report: dict[str, Any]) -> dict[str, Any]:
     """The ``calendering`` block of metrics.json from the calender step's report: the state after the
     last pass (after spring-back), extremes over all passes. Key names follow the ``compaction`` block
-    (`electrodem.app.sweep` reads both)."""
+    (`electrodem.app.sweep` reads both); thickness and porosity on the gauge definition, ``_bulk`` ones
+    on the half-bulk rule (`THICKNESS_DEFINITION`)."""
     rows = report["passes"]
-    last = rows[-1]
+    first, last = rows[0], rows[-1]
     return {
         "geometry": report["geometry"],
         "control": report["params"]["control"],
         "passes": len(rows),
+        "thickness_definition": THICKNESS_DEFINITION,
+        "initial_porosity": first["porosity_before"],
+        "initial_thickness_um": first["thickness_before_um"],
+        "initial_porosity_bulk": first.get("porosity_before_bulk"),
+        "initial_thickness_bulk_um": first.get("thickness_before_bulk_um"),
         "final_porosity": last["porosity"],
         "final_thickness_um": last["thickness_um"],
+        "final_porosity_bulk": last.get("porosity_bulk"),
+        "final_thickness_bulk_um": last.get("thickness_bulk_um"),
         "final_density_g_cm3": last["density_g_per_cm3"],
         "loaded_porosity": last["porosity_at_min_gap"],
+        "loaded_thickness_um": last["thickness_at_min_gap_um"],
+        "loaded_porosity_bulk": last.get("porosity_at_min_gap_bulk"),
+        "loaded_thickness_bulk_um": last.get("thickness_at_min_gap_bulk_um"),
         "spring_back_pct": last["spring_back_pct"],
+        "spring_back_bulk_pct": last.get("spring_back_bulk_pct"),
         "elastic_recovery_pct": last["elastic_recovery_pct"],
         "gap_um": [r["gap_um"] for r in rows],
         "line_load_N_per_mm": [r["line_load_N_per_mm"] for r in rows],
@@ -357,13 +387,20 @@ def _render(run_dir: Path) -> None:
         log.exception("rendering failed; the run's data are complete")
 
 
+def _num(v: Any) -> float:
+    """A metrics value as float (None, e.g. from a run saved before the key existed: NaN)."""
+    return float("nan") if v is None else float(v)
+
+
 def summary_table(metrics: dict[str, Any]) -> str:
     """A short human-readable table of headline metrics."""
     comp = metrics.get("composition", {})
     rows = [
         ("particles", f"{comp.get('n_particles')}"),
-        ("thickness", f"{comp.get('thickness_um', float('nan')):.2f} µm"),
-        ("porosity", f"{comp.get('porosity', float('nan')):.3f}"),
+        ("thickness (gauge)", f"{comp.get('thickness_um', float('nan')):.2f} µm"),
+        ("porosity (gauge)", f"{comp.get('porosity', float('nan')):.3f}"),
+        ("thickness (bulk)", f"{_num(comp.get('thickness_bulk_um')):.2f} µm"),
+        ("porosity (bulk)", f"{_num(comp.get('porosity_bulk')):.3f}"),
         ("density", f"{comp.get('density_g_cm3', float('nan')):.3f} g/cm³"),
         ("mass loading", f"{comp.get('mass_loading_mg_cm2', float('nan')):.3f} mg/cm²"),
         ("areal capacity", f"{comp.get('areal_capacity_mAh_cm2', float('nan')):.3f} mAh/cm²"),

@@ -27,6 +27,8 @@ _TAU = ("analysis", "tortuosity", "pore")
 HEADLINE = {
     "thickness_um": ("composition", "thickness_um"),
     "porosity": ("composition", "porosity"),
+    "thickness_bulk_um": ("composition", "thickness_bulk_um"),
+    "porosity_bulk": ("composition", "porosity_bulk"),
     "density_g_cm3": ("composition", "density_g_cm3"),
     "mass_loading_mg_cm2": ("composition", "mass_loading_mg_cm2"),
     "areal_capacity_mAh_cm2": ("composition", "areal_capacity_mAh_cm2"),
@@ -40,13 +42,15 @@ HEADLINE = {
     "usable_capacity_ratio": ("analysis", "rate_capability", "usable_capacity_ratio"),
     "total_time_s": ("timings_s", "total"),
 }
-"""summary.csv column -> path in metrics.json (None where the run has no such value)."""
+"""summary.csv column -> path in metrics.json (None where the run has no such value). Thickness and
+porosity are the gauge ones (highest solid point); ``_bulk`` the half-bulk solid-fraction rule."""
 
 PROCESSING_BLOCKS = ("calendering", "compaction")
 """metrics.json blocks of densifying steps, the one preferred first (a route calenders last)."""
 
 PROCESSING = {
     "porosity_after_processing": "final_porosity",
+    "porosity_after_processing_bulk": "final_porosity_bulk",
     "loaded_porosity": "loaded_porosity",
     "thickness_after_processing_um": "final_thickness_um",
     "density_after_processing_g_cm3": "final_density_g_cm3",

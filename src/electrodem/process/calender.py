@@ -42,13 +42,20 @@ Thornton–Ning yield pressures of species with a softening range (``softening_K
 After each pass the tool is moved far away and the bed relaxes (background damping, gravity of the
 settled state) until its kinetic energy is below ``relax_ke_ratio`` x the elastic energy at the
 minimum gap. Reported per pass: spring-back % = 100 (h_relaxed - h_min) / h_min with h_min the layer
-thickness at the minimum gap (nip: measured on the bed with the same definition as h_relaxed; roll:
-the gap, the bed is never at the minimum gap everywhere at once), elastic recovery % =
-100 (h_relaxed - h_min) / (h_before - h_min), porosity, thickness, density, mean coordination number,
-and particle stress statistics. The thickness is the height above which the solid-fraction profile
-(slabs r_min / 8 thick, smoothed over the volume-weighted mean radius) stays below half its bulk
-value (the rule of `electrodem.process.settle.bed_packing` on a finer grid: spring-backs of a few %
-are below one r_min).
+thickness at the minimum gap, elastic recovery % = 100 (h_relaxed - h_min) / (h_before - h_min),
+porosity, thickness, density, mean coordination number, and particle stress statistics.
+
+Thickness and porosity follow the definition every step shares
+(`electrodem.analysis.composition.layer_thickness`): the headline ``thickness*_um``/``porosity*`` are
+the gauge thickness, the highest particle surface max(z + r), or the tool position while it presses
+the layer (at the minimum gap: min(gap, max(z + r)); nip: over the whole strip, which is under the
+planar wall at once; roll: over the particles within half a contact arc of the axis, the bed being at
+the minimum gap only there), porosity = 1 - (solid below it, exact spherical caps) / (area x it).
+Next to each, the ``_bulk`` measure (half-bulk solid-fraction rule, `bulk_top_m`, slabs r_min / 8:
+spring-backs of a few % are below one r_min), insensitive to the surface roughness; its spring-back
+and elastic recovery are reported too. In a DEM bed of rigid-shaped spheres the plastic flattening
+against the roll is not kept in the particle shapes once the roll has gone, so the gauge spring-back
+of a thin layer includes that surface part; the bulk one measures the interior.
 
 Particle stress: sigma_i = (1 / V_i) sum_c f_c (x) r_c over the particle–particle contacts of
 particle i with the normal forces only (f_c = F_n n_c, r_c = (r_i - delta r_i / (r_i + r_j)) n_c
@@ -69,10 +76,10 @@ from typing import Any
 
 import numpy as np
 
+from electrodem.analysis.composition import bulk_top_m, layer_thickness
 from electrodem.config import ConfigError
 from electrodem.engine.arch import EngineOptions
 from electrodem.io.snapshot import Microstructure
-from electrodem.process.settle import bed_profile
 
 GEOMETRIES = ("nip", "roll")
 CONTROLS = ("gap", "line_load", "target_porosity")
@@ -261,26 +268,6 @@ class CalenderParams:
 
 
 # ---------------------------------------------------------------------------------------------- measures
-def layer_top_m(z_m: np.ndarray, r_m: np.ndarray, area_m2: float) -> float:
-    """Thickness of the layer (m): the height above which the solid-fraction profile (slabs r_min / 8,
-    smoothed over the volume-weighted mean radius) stays below half its bulk value, interpolated
-    linearly inside the crossing slab."""
-    dz = float(r_m.min()) / 8.0
-    z0, prof = bed_profile(z_m, r_m, area_m2, dz)
-    width = max(1, int(round(float(np.sum(r_m**4) / np.sum(r_m**3)) / dz)))
-    smooth = np.convolve(prof, np.ones(width) / width, mode="same")
-    cum = np.cumsum(prof) * dz
-    lo, hi = np.searchsorted(cum, [0.2 * cum[-1], 0.7 * cum[-1]])
-    bulk = float((cum[hi] - cum[lo]) / ((hi - lo) * dz)) if hi > lo else float(prof.mean())
-    half = 0.5 * bulk
-    above = np.nonzero(smooth >= half)[0]
-    k = int(above[-1]) if len(above) else len(smooth) - 1
-    zc = z0 + 0.5 * dz
-    if k + 1 < len(smooth) and smooth[k] > smooth[k + 1]:
-        return float(zc[k] + (smooth[k] - half) / (smooth[k] - smooth[k + 1]) * dz)
-    return float(zc[k] + 0.5 * dz)
-
-
 def particle_stress_Pa(
     positions_m: np.ndarray,
     radii_m: np.ndarray,
@@ -428,7 +415,7 @@ def _tool_force_z_check(sim: Any, masses: np.ndarray) -> float:
 @dataclass
 class _Plan:
     gap_m: float
-    h_before_m: float
+    h_before_bulk_m: float  # bulk thickness of the incoming layer: the scale of the strain rates
     z_touch_m: float
     x_in_m: float
     arc_m: float
@@ -438,7 +425,9 @@ class _Plan:
 
 def _plan(micro: Microstructure, p: CalenderParams, gap_m: float) -> _Plan:
     area = float(micro.box_m[0] * micro.box_m[1])
-    h0 = layer_top_m(micro.positions_m[:, 2], micro.radii_m, area)
+    # The strain rates of the nip compress the bed interior: their length scale is the bulk thickness
+    # (roughness-insensitive), not the gauge one (which the report uses for the thickness itself).
+    h0 = bulk_top_m(micro.positions_m[:, 2], micro.radii_m, area)
     peak = float(np.max(micro.positions_m[:, 2] + micro.radii_m))
     r_mean = float(micro.radii_m.mean())
     R = p.roll_radius_m
@@ -493,7 +482,9 @@ def _run_pass(
         walls.append(
             Wall((0.0, 0.0, pl.z_touch_m), (0.0, 0.0, -1.0), ROLL_MATERIAL, mode="velocity", name="roll_nip")
         )
-    sim = _build_sim(micro, p, options, walls, v * max(pl.strain_rate_max_per_s * pl.h_before_m / v, 1e-3))
+    sim = _build_sim(
+        micro, p, options, walls, v * max(pl.strain_rate_max_per_s * pl.h_before_bulk_m / v, 1e-3)
+    )
     sim.run(steps=0, progress=False)
     dt = sim.dt_s
     curve: list[dict[str, Any]] = []
@@ -551,12 +542,14 @@ def _run_pass(
             if abs(x) < pl.x_in_m:
                 state["vz"] = nip_set(x)
             ws = s.wall_state()[1]
-            sample("nip", x, float(ws["point_m"][2]), float(ws["load_N"]), abs(state["vz"]) / pl.h_before_m)
+            sample(
+                "nip", x, float(ws["point_m"][2]), float(ws["load_N"]), abs(state["vz"]) / pl.h_before_bulk_m
+            )
 
-        sample("nip", -pl.x_in_m, nip_z(-pl.x_in_m), 0.0, abs(state["vz"]) / pl.h_before_m)
+        sample("nip", -pl.x_in_m, nip_z(-pl.x_in_m), 0.0, abs(state["vz"]) / pl.h_before_bulk_m)
         sim.run(steps=steps_in, callbacks=[drive], every=every, progress=progress)
         sim.set_wall(1, point_m=(0.0, 0.0, nip_z(0.0)), velocity_m_per_s=(s_speed - v, 0.0, 0.0))
-        min_gap = _snapshot(sim, area)
+        min_gap = _snapshot(sim, area, gap_m)
         drive(sim)
 
         def released(s: Any) -> bool:
@@ -585,7 +578,7 @@ def _run_pass(
             def cb(s: Any) -> None:
                 rep = roller.report()
                 rate = (
-                    abs(rep["velocity_m_per_s"][1]) / pl.h_before_m
+                    abs(rep["velocity_m_per_s"][1]) / pl.h_before_bulk_m
                     if phase != "roll"
                     else pl.strain_rate_max_per_s
                 )
@@ -607,15 +600,15 @@ def _run_pass(
         roller.velocity[:] = (-lx / (n_roll * dt), 0.0)
         roller.omega = -s_speed / R
         sim.run(steps=n_roll, callbacks=[rec("roll")], every=every, progress=progress)
-        min_gap = _snapshot(sim, area)
-        # The bed is at the minimum gap only under the roll: the thickness there is measured on the
-        # particles within half a contact arc (at least two mean radii) of the axis.
+        min_gap = _snapshot(sim, area, gap_m)
+        # The bed is at the minimum gap only under the roll: thickness and porosity there are measured
+        # on the particles within half a contact arc (at least two mean radii) of the axis.
         xs = sim.state()["positions_m"]
         dxa = xs[:, 0] - roller.axis[0]
         dxa -= lx * np.round(dxa / lx)
         w = max(0.5 * pl.arc_m, 2.0 * float(micro.radii_m.mean()))
         near = np.abs(dxa) < w
-        min_gap["thickness_m"] = layer_top_m(xs[near, 2], micro.radii_m[near], 2.0 * w * ly)
+        min_gap["layer"] = layer_thickness(xs[near, 2], micro.radii_m[near], 2.0 * w * ly, gap_m)
         min_gap["tool_contacts"] = roller.report()["contacts"]
         roller.velocity[:] = (0.0, plunge)
         roller.omega = 0.0
@@ -629,13 +622,16 @@ def _run_pass(
     # Relaxation: the roll has passed. The background damping is critical (relax_damping_ratio = 1)
     # for the bed's fundamental thickness mode, omega = (pi / 2) sqrt(K / rho_bulk) / h, with the bed
     # modulus K = peak pressure / strain at the minimum gap; 2 / t_nip when the tool never loaded.
+    # The mode lives in the bed interior: strain and thickness on the bulk (roughness-insensitive)
+    # measure; the gauge strain would count the flattened surface asperities as bed strain.
     loaded = [r for r in curve if r["phase"] in ("nip", "roll")]
     peak_p = max((r["pressure_Pa"] for r in loaded), default=0.0)
-    h_min = float(min_gap["thickness_m"])
-    strain = (pl.h_before_m - h_min) / pl.h_before_m
+    lay_b, lay_m = layer_thickness(micro.positions_m[:, 2], micro.radii_m, area), min_gap["layer"]
+    h_min_b = float(lay_m["thickness_bulk_m"])
+    strain = (pl.h_before_bulk_m - h_min_b) / pl.h_before_bulk_m
     if peak_p > 0 and strain > 0:
-        rho_bulk = float(masses.sum()) / (area * h_min)
-        omega = 0.5 * math.pi * math.sqrt(peak_p / strain / rho_bulk) / h_min
+        rho_bulk = float(masses.sum()) / (area * h_min_b)
+        omega = 0.5 * math.pi * math.sqrt(peak_p / strain / rho_bulk) / h_min_b
         c = 2.0 * p.relax_damping_ratio * omega
     else:
         c = 2.0 * p.relax_damping_ratio / max(t_nip, 10 * dt)
@@ -649,7 +645,8 @@ def _run_pass(
     st = sim.state()
     contacts = sim.contacts()
     pos = st["positions_m"]
-    h_rel = layer_top_m(pos[:, 2], micro.radii_m, area)
+    lay_r = layer_thickness(pos[:, 2], micro.radii_m, area)
+    h_rel = lay_r["thickness_m"]
     vm, pr = particle_stress_Pa(
         pos,
         micro.radii_m,
@@ -660,7 +657,6 @@ def _run_pass(
         contacts.overlap_m,
         contacts.normal_force_N,
     )
-    solid = float(micro.volumes_m3.sum())
     mass = float(micro.masses_kg.sum())
     x = np.array([r["x_m"] for r in loaded])
     pres = np.array([r["pressure_Pa"] for r in loaded])
@@ -678,17 +674,9 @@ def _run_pass(
     row: dict[str, Any] = {
         "geometry": p.geometry,
         "gap_um": gap_m * 1e6,
-        "thickness_before_um": pl.h_before_m * 1e6,
-        "thickness_at_min_gap_um": h_min * 1e6,
-        "thickness_um": h_rel * 1e6,
-        "porosity_before": 1.0 - solid / (area * pl.h_before_m),
-        "porosity_at_min_gap": 1.0 - solid / (area * h_min),
-        "porosity": 1.0 - solid / (area * h_rel),
+        **_thickness_columns(lay_b, lay_m, lay_r),
+        # Gauge top = highest particle surface after relaxation: the whole mass lies below it.
         "density_g_per_cm3": mass / (area * h_rel) * 1e-3,
-        "spring_back_pct": 100.0 * (h_rel - h_min) / h_min,
-        "elastic_recovery_pct": 100.0 * (h_rel - h_min) / (pl.h_before_m - h_min)
-        if pl.h_before_m - h_min > 1e-12
-        else float("nan"),
         "line_load_N_per_mm": line_load * 1e-3,
         "line_load_check_N_per_mm": line_check * 1e-3,
         "peak_pressure_Pa": peak_p,
@@ -729,8 +717,31 @@ def _run_pass(
     return out, row, curve
 
 
-def _snapshot(sim: Any, area: float) -> dict[str, Any]:
-    """Thickness, stresses, coordination and energy of the bed at the minimum gap."""
+def _thickness_columns(before: dict[str, float], at_min: dict[str, float], after: dict[str, float]) -> dict:
+    """Thickness (um), porosity, spring-back and elastic recovery (%) columns of a pass row, gauge
+    (headline) and ``_bulk``, from the `layer_thickness` of the bed before, at the minimum gap and
+    after relaxation."""
+    cols: dict[str, float] = {}
+    for suffix, tk, pk in (("", "thickness_m", "porosity"), ("_bulk", "thickness_bulk_m", "porosity_bulk")):
+        h0, h1, h2 = before[tk], at_min[tk], after[tk]
+        cols |= {
+            f"thickness_before{suffix}_um": h0 * 1e6,
+            f"thickness_at_min_gap{suffix}_um": h1 * 1e6,
+            f"thickness{suffix}_um": h2 * 1e6,
+            f"porosity_before{suffix}": before[pk],
+            f"porosity_at_min_gap{suffix}": at_min[pk],
+            f"porosity{suffix}": after[pk],
+            f"spring_back{suffix}_pct": 100.0 * (h2 - h1) / h1,
+            f"elastic_recovery{suffix}_pct": 100.0 * (h2 - h1) / (h0 - h1)
+            if h0 - h1 > 1e-12
+            else float("nan"),
+        }
+    return cols
+
+
+def _snapshot(sim: Any, area: float, gap_m: float) -> dict[str, Any]:
+    """Thickness and porosity (`layer_thickness`, the tool at ``gap_m``), stresses, coordination and
+    energy of the bed at the minimum gap."""
     st = sim.state()
     c = sim.contact_arrays()
     pos, r = st["positions_m"], st["radii_m"]
@@ -740,7 +751,7 @@ def _snapshot(sim: Any, area: float) -> dict[str, Any]:
     d = sim.diagnostics()
     tool = int(np.count_nonzero(sim.wall_overlaps_m(1) > 0)) if len(sim.walls) > 1 else 0
     return {
-        "thickness_m": layer_top_m(pos[:, 2], r, area),
+        "layer": layer_thickness(pos[:, 2], r, area, gap_m),
         "vm": vm,
         "pr": pr,
         "coordination": 2.0 * len(c["i"]) / sim.n,
@@ -852,7 +863,6 @@ def calender(
         )
     _materials(micro, params)  # species keys checked before any compute
     area = float(micro.box_m[0] * micro.box_m[1])
-    h_first = layer_top_m(micro.positions_m[:, 2], micro.radii_m, area)
     peak = float(np.max(micro.positions_m[:, 2] + micro.radii_m))
     if params.control == "gap":
         for g in params.gaps_m():
@@ -873,9 +883,13 @@ def calender(
     curve: list[dict[str, Any]] = []
     searches: list[dict[str, Any]] = []
     cur = micro
-    eps0 = 1.0 - solid / (area * h_first)
+    # The porosity targets interpolate from the incoming porosity on the canonical (gauge) definition,
+    # the one the passes report and the search compares with.
+    eps0 = layer_thickness(micro.positions_m[:, 2], micro.radii_m, area, bulk=False)["porosity"]
     for k in range(params.passes):
-        h_now = layer_top_m(cur.positions_m[:, 2], cur.radii_m, area)
+        # Search bounds and first guesses only: the roll starts to load the bed near its bulk top
+        # (the gauge top sits an asperity higher), so the roughness-insensitive measure guesses better.
+        h_now = bulk_top_m(cur.positions_m[:, 2], cur.radii_m, area)
         r_max = float(cur.radii_m.max())
 
         def run(g: float, c: Microstructure = cur) -> tuple[Microstructure, dict[str, Any], list[Any]]:
@@ -910,7 +924,8 @@ def calender(
                     res = run(g)
                     return res[1]["porosity"], res
 
-                # First guess: the thickness of the target porosity, minus a 3 % spring-back.
+                # First guess: the (gauge) thickness of the target porosity, minus a 3 % spring-back; the
+                # relaxed gauge top has the whole solid below it, so solid / (area (1 - eps)) is exact.
                 g0 = min(solid / (area * (1.0 - eps_t)) / 1.03, 0.99 * h_now)
                 res, tried = _search_gap(
                     ev,

@@ -21,7 +21,8 @@ Quantities (recorded every ``record_every_steps``):
   ``plate_contact_force_sum_N`` re-sums the per-particle forces the engine records, the contact law's
   own: damping, friction, plasticity included);
 * thickness = min(plate position, highest particle top z + r): the plate gap while it presses, the
-  micrometer-gauge thickness after release (the same measure `Microstructure.top_m` uses);
+  micrometer-gauge thickness after release (the gauge thickness every step reports,
+  `electrodem.analysis.composition.layer_thickness`, and `Microstructure.top_m`'s fallback);
 * porosity = 1 - (solid volume below the thickness, exact spherical caps) / (area x thickness);
   density = (mass below it, real densities) / (area x thickness);
 * particle stress: sigma_i = (1 / V_i) sum_c l_c f_c (x) n_c over the particle's contacts (full
@@ -43,7 +44,9 @@ Quantities (recorded every ``record_every_steps``):
 After unloading: spring-back (`electrodem.analysis.compaction.spring_back_pct`, recovery relative
 to the loaded thickness), elastic recovery (recovered / compressed thickness, 100 % for a purely
 elastic bed that does not rearrange), final porosity, thickness, density, and Meyer (pressure in MPa)
-and Heckel fits of the loading curve.
+and Heckel fits of the loading curve. The initial, loaded and final states also carry the secondary,
+roughness-insensitive ``thickness_bulk_m``/``thickness_bulk_um``/``porosity_bulk`` (half-bulk
+solid-fraction rule, the settle step's ``packing_fraction`` = 1 - its initial ``porosity_bulk``).
 
 Plasticity: ``contact_normal = "thornton_ning"`` gives every species the yield (limiting contact)
 pressure of ``yield_pressure_MPa_by_species`` (else the uniform ``yield_pressure_MPa``); the current
@@ -66,6 +69,7 @@ from typing import Any
 
 import numpy as np
 
+from electrodem.analysis.composition import gauge_top_m, layer_thickness
 from electrodem.analysis.contacts import lens_volume_m3
 from electrodem.analysis.profiles import sphere_volume_below_m3
 from electrodem.config import ConfigError
@@ -292,7 +296,7 @@ def _record(sim: Any, bed: _Bed, stage: str) -> dict[str, Any]:
     st = sim.state()
     z, r = st["positions_m"][:, 2], st["radii_m"]
     zp = float(ws["point_m"][2])
-    h = min(zp, float(np.max(z + r)))
+    h = gauge_top_m(z, r, zp)
     vb = sphere_volume_below_m3(h, z, r)
     frac = vb / (4.0 / 3.0 * np.pi * r**3)
     p = float(ws["pressure_Pa"])
@@ -325,6 +329,18 @@ def _record(sim: Any, bed: _Bed, stage: str) -> dict[str, Any]:
         "max_elastic_overlap_ratio": float(diag["max_elastic_overlap_ratio"]),
         "overlap_volume_fraction": lens / bed.solid_m3,
     }
+
+
+def _bulk_keys(layer: dict[str, float]) -> dict[str, float]:
+    """The ``_bulk`` thickness (m, um) and porosity of a `layer_thickness` result."""
+    h = layer["thickness_bulk_m"]
+    return {"thickness_bulk_m": h, "thickness_bulk_um": h * 1e6, "porosity_bulk": layer["porosity_bulk"]}
+
+
+def _bulk(sim: Any, area_m2: float) -> dict[str, float]:
+    """The ``_bulk`` keys of the bed's current state (the plate does not enter the bulk rule)."""
+    st = sim.state()
+    return _bulk_keys(layer_thickness(st["positions_m"][:, 2], st["radii_m"], area_m2))
 
 
 def _fits(load: list[dict[str, Any]]) -> dict[str, Any]:
@@ -405,8 +421,8 @@ def compact(
         raise ConfigError("compact.microstructure.positions_m", "z - r < -0.1 r", "particles above the CC")
     area = float(micro.box_m[0] * micro.box_m[1])
     v_solid = float(micro.volumes_m3.sum())
-    h0 = float(np.max(z0 + r0))
-    eps0 = 1.0 - float(sphere_volume_below_m3(h0, z0, r0).sum()) / (area * h0)
+    layer0 = layer_thickness(z0, r0, area)
+    h0, eps0 = layer0["thickness_m"], layer0["porosity"]
     h_dense = v_solid / area
     h_target = None
     if params.mode == "displacement":
@@ -529,6 +545,7 @@ def compact(
     i_max = max(range(len(curve)), key=lambda k: curve[k]["pressure_Pa"])
     at_max = dict(curve[i_max])
     loaded = dict(curve[-1])
+    loaded_bulk = _bulk(sim, area)
     elastic_max = float(sim.diagnostics()["elastic_energy_J"])
     stress_max_load = max_principal_Pa(particle_stress_Pa(sim))
     load_curve = list(curve)
@@ -553,6 +570,7 @@ def compact(
                     callbacks=[rec("relax")], **common)  # fmt: skip
     final = _record(sim, bed, "relax")
     curve.append(final)
+    final_bulk = _bulk(sim, area)
     stress_final = max_principal_Pa(particle_stress_Pa(sim))
 
     from electrodem.analysis.compaction import spring_back_pct
@@ -570,19 +588,20 @@ def compact(
         "yield_pressure_MPa_by_species": {
             m.name: (m.yield_pressure_Pa or 0.0) * 1e-6 for m in mats[:-1]
         } if params.contact_normal == "thornton_ning" else None,
-        "initial": {"thickness_m": h0, "thickness_um": h0 * 1e6, "porosity": eps0},
+        "initial": {"thickness_m": h0, "thickness_um": h0 * 1e6, "porosity": eps0,
+                    **_bulk_keys(layer0)},
         "target_thickness_m": h_target,
         "loaded": {
             "thickness_m": h_loaded, "thickness_um": h_loaded * 1e6, "porosity": loaded["porosity"],
             "density_g_cm3": loaded["density_g_cm3"], "pressure_Pa": loaded["pressure_Pa"],
-            "pressure_MPa": loaded["pressure_MPa"],
+            "pressure_MPa": loaded["pressure_MPa"], **loaded_bulk,
         },
         "max_pressure_Pa": at_max["pressure_Pa"],
         "max_pressure_MPa": at_max["pressure_MPa"],
         "load_converged": bool(converged_load),
         "final": {
             "thickness_m": h_final, "thickness_um": h_final * 1e6, "porosity": final["porosity"],
-            "density_g_cm3": final["density_g_cm3"],
+            "density_g_cm3": final["density_g_cm3"], **final_bulk,
         },
         "spring_back_pct": spring_back_pct(h_loaded, h_final),
         "elastic_recovery_pct": 100.0 * (h_final - h_loaded) / strain if strain > 0 else float("nan"),

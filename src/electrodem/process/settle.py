@@ -58,9 +58,13 @@ skeleton: without cohesion, fines 10-50x smaller than the AM percolate to the co
 effect of dry non-cohesive mixtures, slow to finish); the report counts the particles still
 moving (``moving_particles``).
 
-The bed top (``metadata['top_z_m']``, used by the analysis for thickness and porosity) is the height
-above which the solid-fraction profile, smoothed over the volume-weighted mean particle radius, stays
-below half its bulk value (`bed_packing`).
+Thickness and porosity (`electrodem.analysis.composition.layer_thickness`, the definition every
+step shares): ``metadata['top_z_m']`` and the headline ``thickness_m``/``porosity`` are the gauge
+thickness, the highest particle surface max(z + r), with the porosity of the solid below it (exact
+spherical caps). Next to them, ``thickness_bulk_m``/``porosity_bulk``: the height above which the
+solid-fraction profile, smoothed over the volume-weighted mean radius, stays below half its bulk value
+(insensitive to the surface roughness; <= the gauge thickness). ``packing_fraction`` is the bulk
+packing of the bed interior, 1 - ``porosity_bulk`` (`bed_packing`).
 """
 
 from __future__ import annotations
@@ -72,6 +76,8 @@ from typing import Any
 
 import numpy as np
 
+from electrodem.analysis.composition import bed_profile as bed_profile  # re-export: tests/benchmarks use it
+from electrodem.analysis.composition import bulk_top_m, layer_thickness, porosity_below
 from electrodem.config import ConfigError
 from electrodem.engine.arch import EngineOptions
 from electrodem.io.snapshot import Microstructure
@@ -369,48 +375,11 @@ def jkr_overlap_estimate(radii_m: np.ndarray, species_id: np.ndarray, materials:
     return worst
 
 
-def bed_profile(
-    z_m: np.ndarray, r_m: np.ndarray, area_m2: float, dz_m: float
-) -> tuple[np.ndarray, np.ndarray]:
-    """Solid fraction in horizontal slabs of thickness dz_m: (slab lower edges (m), fraction).
-
-    Exact sphere–slab intersection volumes: a sphere cap below height h has volume pi h^2 (3r - h) / 3.
-    """
-    top = float(np.max(z_m + r_m)) if len(z_m) else 0.0
-    edges = np.arange(0.0, top + dz_m, dz_m)
-
-    vol = np.zeros(len(edges) - 1)
-    # Chunk the particles so memory stays small for big beds.
-    for s in range(0, len(z_m), 20000):
-        zz, rr = z_m[s : s + 20000], r_m[s : s + 20000]
-        t = np.clip(edges[None, :] - (zz - rr)[:, None], 0.0, 2.0 * rr[:, None])
-        capv = np.pi * t**2 * (3.0 * rr[:, None] - t) / 3.0
-        vol += np.diff(capv, axis=1).sum(axis=0)
-    return edges[:-1], vol / (area_m2 * dz_m)
-
-
 def bed_packing(z_m: np.ndarray, r_m: np.ndarray, area_m2: float) -> tuple[float, float]:
-    """(packing fraction of the bed, bed top height (m)).
-
-    The solid-fraction profile is taken in slabs one smallest radius thick and smoothed with a
-    running mean over the volume-weighted mean radius (sum r^4 / sum r^3), the scale of the surface
-    roughness. The bulk fraction is the solid volume between the heights below which 20 % and 70 %
-    of the solid lies, divided by that slab's volume (robust to the looser layer at the collector
-    and to stray particles on top). The bed top is the height above which the smoothed profile stays
-    below half the bulk value; the packing fraction is the solid volume below the top over
-    area x top.
-    """
-    dz = float(r_m.min())
-    z0, prof = bed_profile(z_m, r_m, area_m2, dz)
-    width = max(1, int(round(float(np.sum(r_m**4) / np.sum(r_m**3)) / dz)))
-    smooth = np.convolve(prof, np.ones(width) / width, mode="same")
-    cum = np.cumsum(prof) * dz
-    lo, hi = np.searchsorted(cum, [0.2 * cum[-1], 0.7 * cum[-1]])
-    bulk = float((cum[hi] - cum[lo]) / ((hi - lo) * dz)) if hi > lo else float(prof.mean())
-    above = np.nonzero(smooth >= 0.5 * bulk)[0]
-    top = float(z0[above[-1]] + dz) if len(above) else float(z0[-1] + dz)
-    phi = float(np.sum(prof[z0 < top]) * dz / top)
-    return phi, top
+    """(packing fraction of the bed interior, bulk top height (m)): the solid fraction below the
+    half-bulk top `electrodem.analysis.composition.bulk_top_m`, i.e. 1 - its ``porosity_bulk``."""
+    top = bulk_top_m(z_m, r_m, area_m2)
+    return 1.0 - porosity_below(z_m, r_m, area_m2, top), top
 
 
 def settle(
@@ -423,11 +392,13 @@ def settle(
 ) -> tuple[Microstructure, dict[str, Any]]:
     """Settle ``micro`` under gravity onto the current collector; returns (settled copy, report).
 
-    The report holds steps, simulated time (s), dt (s), wall time (s), packing fraction and top of
-    the bed, mean coordination number (contacts per particle), max overlap / smaller radius, final
-    kinetic-to-lift energy and unbalanced-force ratios, convergence flag and the shortcuts used. The
+    The report holds steps, simulated time (s), dt (s), wall time (s), the gauge thickness and
+    porosity (``thickness_m``, ``thickness_um``, ``porosity``), the bulk ones (``thickness_bulk_m``,
+    ``thickness_bulk_um``, ``porosity_bulk``), the packing fraction of the bed interior, mean
+    coordination number (contacts per particle), max overlap / smaller radius, final kinetic-to-lift
+    energy and unbalanced-force ratios, convergence flag and the shortcuts used. The
     snapshot gets ``metadata['settle']`` (report, parameters, engine description),
-    ``metadata['top_z_m']`` and ``metadata['shortcuts']['settle']``.
+    ``metadata['top_z_m']`` (the gauge thickness) and ``metadata['shortcuts']['settle']``.
     """
     from electrodem.engine import ContactModel, Simulation, SimulationError, Wall, init
 
@@ -611,7 +582,7 @@ def settle(
     st = sim.state()
     contacts = sim.contacts()
     pos = st["positions_m"]
-    phi, top = bed_packing(pos[:, 2], st["radii_m"], area)
+    layer = layer_thickness(pos[:, 2], st["radii_m"], area)
     shortcuts["dt_s"] = float(sim.dt_s)
     shortcuts["settling_gravity_m_per_s2"] = g_final
     shortcuts["gravity_scale"] = g_final / params.gravity_m_per_s2
@@ -623,8 +594,13 @@ def settle(
         "time_step_rule": sim.time_step_report.rule if sim.time_step_report else "unknown",
         "wall_time_s": float(wall),
         "fall_time_s": t_fall,
-        "packing_fraction": phi,
-        "bed_top_z_m": top,
+        "thickness_m": layer["thickness_m"],
+        "thickness_um": layer["thickness_m"] * 1e6,
+        "porosity": layer["porosity"],
+        "thickness_bulk_m": layer["thickness_bulk_m"],
+        "thickness_bulk_um": layer["thickness_bulk_m"] * 1e6,
+        "porosity_bulk": layer["porosity_bulk"],
+        "packing_fraction": 1.0 - layer["porosity_bulk"],
         "mean_coordination_number": 2.0 * len(contacts.i) / micro.n,
         "max_overlap_ratio": float(diag["max_overlap_ratio"]),
         "estimated_max_overlap_ratio": est_ratio,
@@ -656,7 +632,7 @@ def settle(
         time_s=micro.time_s + float(res.time_s),
         metadata={
             "stage": "settled",
-            "top_z_m": top,
+            "top_z_m": layer["thickness_m"],
             "shortcuts": {**micro.metadata.get("shortcuts", {}), "settle": shortcuts},
             "settle": {**report, "params": asdict(params), "engine": sim.describe()},
         },
