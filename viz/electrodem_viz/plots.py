@@ -227,7 +227,8 @@ def plot_calendering(curve: dict[str, Sequence], path: str | Path) -> Path:
     one line per pass; ``curve`` holds the columns ``pass``, ``x_m``, ``pressure_Pa`` and
     ``porosity_under_roll`` (empty strings / NaN where not defined: ``roll`` geometry), e.g. the run's
     ``calendering_curve.csv``. The porosity under the roll is that of the slab between collector and
-    roll (1 - V_solid / (A z_roll)), above the layer porosity of the report (half-solid-fraction top)."""
+    roll (1 - V_solid / (A z_roll)); where the roll rides above the tallest particle it exceeds the
+    layer porosity of the report (gauge thickness: the highest solid point)."""
     k = np.asarray(curve["pass"], int)
     p = np.asarray(curve["pressure_Pa"], float) * 1e-6
     x = np.asarray(curve["x_m"], float) * 1e3
