@@ -135,6 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     # what the geometry loses is the lens volume, checked and reported.
     ap.add_argument("--max-total-overlap-ratio", type=float, default=1.5,
                     help="engine guard on the whole overlap (plastic flattening included)")  # fmt: skip
+    ap.add_argument("--nip-max-steps", type=int, default=4_000_000, help="step budget of the nip pass")
     ap.add_argument("--porosities", type=float, nargs="+", default=[0.45, 0.40, 0.35, 0.30],
                     help="porosities at which the loading curve's pressure is tabulated")  # fmt: skip
     args = ap.parse_args(argv)
@@ -224,6 +225,10 @@ def main(argv: list[str] | None = None) -> int:
             w.writerow([cv["stage"][k], cv["pressure_Pa"][k] / s * 1e-6, cv["porosity"][k],
                         cv["thickness_m"][k] * 1e6, cv["inertial_number"][k]])  # fmt: skip
 
+    compacted.save(args.out / "compacted.npz", overwrite=True)  # kept even if the nip pass fails
+    print(f"plate: {rows[0]['loaded_porosity']:.4f} porosity loaded at {rows[0]['max_load']:.4g} MPa "
+          f"(real scale), {rows[0]['final_porosity']:.4f} after release", flush=True)  # fmt: skip
+
     # ---- one nip pass at the plate's loaded gap
     crow = None
     if not args.no_calender:
@@ -242,6 +247,9 @@ def main(argv: list[str] | None = None) -> int:
             friction=cp.friction,
             restitution=cp.restitution,
             rolling_friction=0.0,
+            max_steps_per_pass=args.nip_max_steps,
+            max_overlap_ratio=args.max_overlap_ratio,
+            max_total_overlap_ratio=args.max_total_overlap_ratio,
         )
         cal, krep = calender(settled, kp, opts, progress=False)
         t_k, c_k = time.perf_counter() - t2, cpu_s() - c2
@@ -289,7 +297,6 @@ def main(argv: list[str] | None = None) -> int:
         w = csv.DictWriter(fh, fieldnames=keys)
         w.writeheader()
         w.writerows(rows)
-    compacted.save(args.out / "compacted.npz", overwrite=True)
 
     # ---- plot
     import matplotlib
