@@ -1,6 +1,6 @@
 """`+experiment=calendering_sweep`: the sweep summary's processing and analysis columns (from either a
 plate-compaction or a roll-calendering block), the trade-off CSV and plot, and a real 2-point
-multirun (basic launcher) on a tiny RVE."""
+multirun (basic launcher) on the experiment's small RVE (Thornton–Ning contacts, settled bed)."""
 
 from __future__ import annotations
 
@@ -57,7 +57,9 @@ def test_tradeoff_csv_and_plot_from_job_metrics(tmp_path):
 def test_two_point_calendering_sweep_writes_summary_and_tradeoff(tmp_path):
     sweep = tmp_path / "sweep"
     env = {**os.environ, "HYDRA_FULL_ERROR": "0"}
-    targets = (0.58, 0.55)  # reachable on this coarse elastic bed (see the experiment file)
+    # Where the gauge porosity at the plate still meets the target to 2e-3 (below ~0.35 flattened
+    # fines stick out above the plate's plane: see the experiment file).
+    targets = (0.45, 0.40)
     args = [
         "+experiment=calendering_sweep",
         "compact.target_porosity=" + ",".join(map(str, targets)),
@@ -84,5 +86,18 @@ def test_two_point_calendering_sweep_writes_summary_and_tradeoff(tmp_path):
     for row, target in zip(sorted(rows, key=lambda r: r["job"]), targets, strict=True):
         assert float(row["loaded_porosity"]) == pytest.approx(target, abs=2e-3)
         assert 0.0 < float(row["porosity_after_processing"]) < 1.0
+    # The trade-off direction (DOMAIN.md §4): the denser layer has longer pore paths through the
+    # thickness and a better-connected in-plane electronic network. (Through-plane sigma_e,eff is not
+    # asserted: on ~27 NMC particles it stays flat within a few % over the whole sweep.)
+    loose, dense = sorted(rows, key=lambda r: -float(r["loaded_porosity"]))
+    assert float(dense["tau_pore_z"]) > float(loose["tau_pore_z"])
+    for a in "xy":
+        assert float(dense[f"sigma_e_eff_{a}_S_per_m"]) > float(loose[f"sigma_e_eff_{a}_S_per_m"])
+    assert float(dense["max_pressure_MPa"]) > float(loose["max_pressure_MPa"]) > 0.0
+    # Modulus similarity (s = 0.005 on moduli and yield pressures): the real-material pressure is / s.
+    assert float(dense["pressure_scale"]) == pytest.approx(0.005)
+    assert float(dense["max_pressure_real_equiv_MPa"]) == pytest.approx(
+        float(dense["max_pressure_MPa"]) / 0.005
+    )
     assert (sweep / "calendering_tradeoff.csv").is_file()
     assert (sweep / "calendering_tradeoff.png").stat().st_size > 0

@@ -4,6 +4,15 @@ sweep plots an experiment asks for (``hydra.callbacks.sweep_summary.plots``).
 Processing columns are generic: ``porosity_after_processing`` (and ``processing_step``) come from
 the block of the route's last densifying step, ``calendering`` (roll calender) if the run has one,
 else ``compaction`` (plate press), so that the same sweep plot serves either route.
+
+Pressures are reported as simulated (``max_pressure_MPa``, as in the step's own CSV and metrics).
+A step that softened every modulus by one factor s (``modulus_scale``, no ``modulus_cap_Pa``) and
+its yield pressures by the same s (what ``+experiment=calendering_sweep`` does) follows the real
+quasi-static pressure–porosity curve with pressures x s: ``pressure_scale`` is that s and
+``max_pressure_real_equiv_MPa`` = ``max_pressure_MPa`` / s the pressure the real materials would take
+(None under a modulus cap, where no single factor holds). Whether the yield pressures were scaled
+too is the config's responsibility (the step reports the ones it used under
+``steps.<step>.yield_pressure_MPa_by_species``).
 """
 
 from __future__ import annotations
@@ -48,6 +57,9 @@ porosity are the gauge ones (highest solid point); ``_bulk`` the half-bulk solid
 PROCESSING_BLOCKS = ("calendering", "compaction")
 """metrics.json blocks of densifying steps, the one preferred first (a route calenders last)."""
 
+STEP_OF_BLOCK = {"calendering": "calender", "compaction": "compact"}
+"""Processing block -> its step name (key of ``metrics.json`` ``shortcuts``)."""
+
 PROCESSING = {
     "porosity_after_processing": "final_porosity",
     "porosity_after_processing_bulk": "final_porosity_bulk",
@@ -66,6 +78,7 @@ TRADEOFF_COLUMNS = (
     "job", "porosity_after_processing", "processing_step",
     *(f"sigma_e_eff_{a}_S_per_m" for a in "xyz"), *(f"tau_pore_{a}" for a in "xyz"),
     "inactive_am_fraction_by_volume", "spring_back_pct", "max_pressure_MPa", "max_line_load_N_per_mm",
+    "pressure_scale", "max_pressure_real_equiv_MPa", "quasi_static",
 )  # fmt: skip
 """Columns of ``calendering_tradeoff.csv`` (rows sorted by decreasing porosity)."""
 
@@ -86,7 +99,19 @@ def headline_row(metrics: dict[str, Any]) -> dict[str, Any]:
     row["processing_step"] = step
     block = metrics.get(step, {}) if step else {}
     row.update({col: block.get(key) for col, key in PROCESSING.items()})
+    row["overlap_volume_fraction_max_load"] = _get(block, ("overlap", "volume_fraction_max_load"))
+    row.update(_pressure_scale(metrics, step, row["max_pressure_MPa"]))
     return row
+
+
+def _pressure_scale(metrics: dict[str, Any], block: str | None, p_max_MPa: Any) -> dict[str, Any]:
+    """``pressure_scale`` (the step's uniform modulus factor s, None under a modulus cap) and
+    ``max_pressure_real_equiv_MPa`` = simulated max pressure / s (None where either is missing)."""
+    sc = _get(metrics, ("shortcuts", STEP_OF_BLOCK[block])) if block else None
+    s = sc.get("modulus_scale") if isinstance(sc, dict) and sc.get("modulus_cap_Pa") is None else None
+    ok = isinstance(s, (int, float)) and s > 0 and isinstance(p_max_MPa, (int, float))
+    p = p_max_MPa / s if ok else None
+    return {"pressure_scale": s, "max_pressure_real_equiv_MPa": p}
 
 
 def write_summary(sweep_dir: Path) -> Path | None:
