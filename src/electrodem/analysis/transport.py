@@ -45,6 +45,13 @@ W-cycle (`electrodem.analysis.voxel_multigrid`) and stopped on a physical criter
 the currents through the inlet face, the outlet face and every slice interface in between agree to
 ``flux_rtol`` (relative). Exact discrete solutions conserve current slice by slice, so this
 measures the error in the quantity we report.
+
+Loose tolerances are solved in float32. Its attainable accuracy is a relative residual of a few
+1e-7; when the current through the image is a small part of the boundary conductance (a poorly
+conducting bottleneck: e.g. an electronic map where the carbon does not percolate and the current
+crosses the active material), that floor can exceed ``flux_rtol``. The float32 solve then stops at
+the precision limit (or on any breakdown or divergence) and the solve continues in float64 from the
+float32 iterate; ``precision`` and ``precision_fallback`` in the result say so.
 """
 
 from __future__ import annotations
@@ -83,6 +90,8 @@ class TransportResult:
 
     Dimensionless unless the name carries a unit. ``sigma0_S_per_m`` is the reference
     conductivity: 1.0 for a binary phase unless given (then the ``*_S_per_m`` values are relative).
+    ``precision`` is the floating-point type of the final solve (``"float32"``/``"float64"``);
+    ``precision_fallback`` is empty, or says why a float32 solve was continued in float64.
     """
 
     axis: str
@@ -104,6 +113,8 @@ class TransportResult:
     flux_mismatch: float
     slice_flux_spread: float
     converged: bool
+    precision: str
+    precision_fallback: str
     n_unknowns: int
     setup_time_s: float
     solve_time_s: float
@@ -396,43 +407,10 @@ class TransportSolver:
         cells = block_ordered_cells(keep, levels_for(shape, n_cells))
         del keep
         dtype = self.dtype
-        up, down = neighbour_indices(cells, shape, self.periodic)
-        h = self.spacing
-        geom = np.array([h[0] * h[1] * h[2] / h[d] ** 2 for d in range(3)])
-        sig = self._sigma_of_cells(cells).astype(dtype) if self._c.is_map else None
-        g: list[np.ndarray | float] = []
-        for d in range(3):
-            if sig is None:
-                g.append(float(geom[d]))
-                continue
-            has = up[d] >= 0
-            s_nb = sig[np.where(has, up[d], 0)]
-            # Harmonic mean of the two voxels = series resistance of the two half-voxels.
-            gd = 2 * sig * s_nb
-            gd /= sig + s_nb
-            gd[~has] = 0
-            gd *= dtype(geom[d])
-            g.append(gd)
-            del s_nb, has
         coord_t = coords_of(cells, shape)[t]
         inlet = np.flatnonzero(coord_t == 0)
         outlet = np.flatnonzero(coord_t == shape[t] - 1)
-        sig_in = np.ones(len(inlet)) if sig is None else sig[inlet].astype(np.float64)
-        sig_out = np.ones(len(outlet)) if sig is None else sig[outlet].astype(np.float64)
-        g_in = 2.0 * sig_in * geom[t]
-        g_out = 2.0 * sig_out * geom[t]
-        gdir = np.zeros(len(cells), dtype=dtype)
-        gdir[inlet] += g_in.astype(dtype)
-        gdir[outlet] += g_out.astype(dtype)
-        del sig
-        finest = Level(
-            shape=shape, cell_flat=cells, up=up, down=down, g=g, g_dirichlet=gdir, periodic=self.periodic
-        )
-        del up, down, g
-        mg = MultigridPreconditioner(finest)
-        a = finest.matrix
-        b = np.zeros(len(cells), dtype=dtype)
-        b[inlet] = g_in.astype(dtype)
+        a, b, mg, g_in, g_out = self._system(cells, inlet, outlet, dtype)
         n_t = shape[t]
 
         def currents(x: np.ndarray) -> np.ndarray:
@@ -472,11 +450,34 @@ class TransportSolver:
             progress=self.progress,
         )
         ok = spread_of(out.x) <= self.flux_rtol
+        iterations, fallback = out.iterations, ""
+        if not ok and dtype != np.float64 and out.stop_reason != "max_iterations":
+            # float32 cannot reach flux_rtol here (module docstring): continue in float64, on the
+            # system re-assembled in float64, from the float32 iterate when it is finite.
+            fallback = (
+                f"float32 stopped ({out.stop_reason}) at flux spread {last['spread']:.2e} > "
+                f"flux_rtol {self.flux_rtol:.1e} after {out.iterations} iterations"
+            )
+            x0 = out.x.astype(np.float64) if np.all(np.isfinite(out.x)) else None
+            del mg, out
+            a, b, mg, g_in, g_out = self._system(cells, inlet, outlet, np.float64)
+            out = pcg(
+                a,
+                b,
+                mg,
+                spread_of,
+                tol=self.flux_rtol,
+                max_iterations=max(self.max_iterations - iterations, 1),
+                progress=self.progress,
+                x0=x0,
+            )
+            iterations += out.iterations
+            ok = spread_of(out.x) <= self.flux_rtol
         t_solve = time.perf_counter() - t1
         self._cells = cells
         self._potential = out.x
         # sigma_eff = I L / A for a unit potential drop, in the (scaled) units of the system.
-        extent = np.array(shape) * h
+        extent = np.array(shape) * self.spacing
         area = float(np.prod(np.delete(extent, t)))
         sigma_eff = last["current"] * float(extent[t]) / area * self._unit_S_per_m
         self.result = self._result(
@@ -484,7 +485,7 @@ class TransportSolver:
             perc_frac,
             sigma_mean,
             sigma_eff,
-            out.iterations,
+            iterations,
             out.relative_residual,
             last["mismatch"],
             last["spread"],
@@ -492,8 +493,55 @@ class TransportSolver:
             len(cells),
             t_setup,
             t_solve,
+            np.dtype(out.x.dtype).name,
+            fallback,
         )
         return self.result.tortuosity_factor
+
+    def _system(
+        self, cells: np.ndarray, inlet: np.ndarray, outlet: np.ndarray, dtype: type
+    ) -> tuple[Any, np.ndarray, MultigridPreconditioner, np.ndarray, np.ndarray]:
+        """Matrix, right-hand side, preconditioner and inlet/outlet conductances (float64) in ``dtype``.
+
+        Assembled from the conductivities in ``dtype`` itself: a float32 matrix cast to float64
+        keeps diagonals that miss the sum of their faces by float32 rounding (a spurious leak to
+        ground of ~1e-7 per voxel), which is what limits float32 in the first place.
+        """
+        shape, t = self.shape, self.t
+        up, down = neighbour_indices(cells, shape, self.periodic)
+        h = self.spacing
+        geom = np.array([h[0] * h[1] * h[2] / h[d] ** 2 for d in range(3)])
+        sig = self._sigma_of_cells(cells).astype(dtype) if self._c.is_map else None
+        g: list[np.ndarray | float] = []
+        for d in range(3):
+            if sig is None:
+                g.append(float(geom[d]))
+                continue
+            has = up[d] >= 0
+            s_nb = sig[np.where(has, up[d], 0)]
+            # Harmonic mean of the two voxels = series resistance of the two half-voxels.
+            gd = 2 * sig * s_nb
+            gd /= sig + s_nb
+            gd[~has] = 0
+            gd *= dtype(geom[d])
+            g.append(gd)
+            del s_nb, has
+        sig_in = np.ones(len(inlet)) if sig is None else sig[inlet].astype(np.float64)
+        sig_out = np.ones(len(outlet)) if sig is None else sig[outlet].astype(np.float64)
+        g_in = 2.0 * sig_in * geom[t]
+        g_out = 2.0 * sig_out * geom[t]
+        gdir = np.zeros(len(cells), dtype=dtype)
+        gdir[inlet] += g_in.astype(dtype)
+        gdir[outlet] += g_out.astype(dtype)
+        del sig
+        finest = Level(
+            shape=shape, cell_flat=cells, up=up, down=down, g=g, g_dirichlet=gdir, periodic=self.periodic
+        )
+        del up, down, g
+        mg = MultigridPreconditioner(finest)
+        b = np.zeros(len(cells), dtype=dtype)
+        b[inlet] = g_in.astype(dtype)
+        return finest.matrix, b, mg, g_in, g_out
 
     def _result(
         self,
@@ -509,6 +557,8 @@ class TransportSolver:
         n: int,
         t_setup: float,
         t_solve: float,
+        precision: str | None = None,
+        fallback: str = "",
     ) -> TransportResult:
         s0 = self.sigma0_S_per_m
         if sigma_eff > 0:
@@ -544,6 +594,8 @@ class TransportSolver:
             flux_mismatch=mismatch if sigma_eff > 0 else 0.0,
             slice_flux_spread=spread if sigma_eff > 0 else 0.0,
             converged=converged,
+            precision=precision or np.dtype(self.dtype).name,
+            precision_fallback=fallback,
             n_unknowns=n,
             setup_time_s=t_setup,
             solve_time_s=t_solve,

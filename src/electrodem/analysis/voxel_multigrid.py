@@ -495,12 +495,25 @@ class MultigridPreconditioner:
 
 @dataclass
 class CGOutcome:
-    """What the preconditioned conjugate gradient loop returns."""
+    """What the preconditioned conjugate gradient loop returns.
+
+    ``stop_reason``: ``"converged"``; ``"max_iterations"``; ``"precision_limit"`` (the recursive
+    relative residual fell to the machine epsilon of the working precision while the caller's
+    measure was still above its tolerance: further iterations cannot improve the iterate);
+    ``"breakdown"`` (p.Ap <= 0 or r.z = 0: exhausted or indefinite); ``"diverged"`` (a non-finite
+    dot product, or the residual grew ``DIVERGENCE_FACTOR`` above its best value).
+    """
 
     x: np.ndarray
     iterations: int
     relative_residual: float
     converged: bool
+    stop_reason: str = "converged"
+
+
+DIVERGENCE_FACTOR = 1e4
+"""Residual growth over its best value taken as divergence: CG's residual is not monotone, but on an
+SPD system with an SPD preconditioner it does not grow by orders of magnitude."""
 
 
 def pcg(
@@ -511,8 +524,10 @@ def pcg(
     tol: float,
     max_iterations: int,
     progress: bool = False,
+    x0: np.ndarray | None = None,
 ) -> CGOutcome:
-    """Preconditioned CG on ``a x = b`` from x = 0, stopped on a caller's physical error measure.
+    """Preconditioned CG on ``a x = b`` from ``x0`` (default 0), stopped on a caller's physical error
+    measure.
 
     ``converged(x, r)`` returns the error measure for the iterate ``x`` and its residual ``r``;
     the loop stops once it is <= ``tol``. The measure costs about a matrix-vector product and a
@@ -520,16 +535,23 @@ def pcg(
     ``tol / 10`` (on voxel problems the current spread is 20-300 times the relative residual),
     then when the residual has fallen by the factor the last measurement missed by (the measure is
     about proportional to the residual), and at least every 4 iterations below ``10 tol``.
+
+    The loop also stops (``stop_reason`` in `CGOutcome`) once the recursive relative residual
+    reaches the working precision's epsilon: the true residual of a float32 iterate stalls at a few
+    epsilon, so iterating on only shrinks the recursive residual, towards the subnormal range where
+    the result would depend on the process's flush-to-zero mode (which Taichi, among others, sets).
     """
-    x = np.zeros_like(b)
-    r = b.copy()
+    x = np.zeros_like(b) if x0 is None else np.array(x0, dtype=b.dtype)
+    r = b.copy() if x0 is None else b - a @ x
     norm_b = math.sqrt(float(np.dot(b, b)))
     if norm_b == 0.0:
-        return CGOutcome(x, 0, 0.0, True)
+        return CGOutcome(np.zeros_like(b), 0, 0.0, True)
+    floor = float(np.finfo(b.dtype).eps)
+    relres = math.sqrt(float(np.dot(r, r))) / norm_b
+    best = relres
     z = precondition(r)
     p = z.copy()
     rz = float(np.dot(r, z))
-    relres = 1.0
     next_check, since_check = tol / 10, -(max_iterations + 1)  # no periodic checks before the first
     bar = None
     if progress:
@@ -538,12 +560,17 @@ def pcg(
         bar = tqdm(total=max_iterations, desc="voxel CG", unit="it")
     it = 0
     ok = False
+    reason = "max_iterations"
     try:
         for it in range(1, max_iterations + 1):  # noqa: B007 (it is returned)
             ap = a @ p
             # float32 BLAS dots use blocked partial sums: ~1e-6 relative here, ample for CG steps.
             pap = float(np.dot(p, ap))
+            if not math.isfinite(pap) or not math.isfinite(rz):
+                reason = "diverged"
+                break
             if not pap > 0.0:
+                reason = "breakdown"
                 break
             alpha = rz / pap
             x += b.dtype.type(alpha) * p
@@ -555,17 +582,30 @@ def pcg(
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix(relres=f"{relres:.2e}")
-            if relres <= next_check or (since_check >= 4 and relres <= tol * 10):
+            if not math.isfinite(relres) or relres > DIVERGENCE_FACTOR * best:
+                reason = "diverged"
+                break
+            best = min(best, relres)
+            at_floor = relres <= floor
+            if at_floor or relres <= next_check or (since_check >= 4 and relres <= tol * 10):
                 err = converged(x, r)
                 since_check = 0
                 if err <= tol:
                     ok = True
+                    reason = "converged"
+                    break
+                if at_floor:
+                    reason = "precision_limit"
                     break
                 next_check = relres * tol / err
             z = precondition(r)
             rz_new = float(np.dot(r, z))
-            if rz == 0.0 or not math.isfinite(rz_new):
-                break  # CG breakdown: stop and let the caller report converged=False, never divide by 0
+            if not math.isfinite(rz_new):
+                reason = "diverged"
+                break
+            if rz == 0.0:
+                reason = "breakdown"  # never divide by 0: the caller reports converged=False
+                break
             beta = rz_new / rz
             rz = rz_new
             p *= b.dtype.type(beta)
@@ -574,4 +614,4 @@ def pcg(
     finally:
         if bar is not None:
             bar.close()
-    return CGOutcome(x, it, relres, ok)
+    return CGOutcome(x, it, relres, ok, reason)
