@@ -1,7 +1,7 @@
 """One electrode-thickness definition across the process steps (`electrodem.analysis.composition`).
 
 Gauge thickness (headline): the highest solid point max(z + r), or the tool position while it presses;
-porosity = 1 - solid below it (exact spherical caps) / (area x it). Bulk (``_bulk``): the half-bulk
+porosity = 1 - all the solid / (area x it) (mass-based). Bulk (``_bulk``): the half-bulk
 solid-fraction rule, <= the gauge thickness. Checked on a simple-cubic lattice against closed forms
 (the settled-bed check, settle vs compaction, is in tests/engine/test_settle.py).
 """
@@ -31,11 +31,11 @@ def test_gauge_thickness_and_porosity_of_a_lattice_are_the_closed_forms():
     # Gauge: the top of the top layer, all solid below it: phi = pi / 6 exactly.
     assert lay["thickness_m"] == 2.0 * R * N_Z == gauge_top_m(z, r)
     assert lay["porosity"] == pytest.approx(1.0 - math.pi / 6.0, abs=1e-12)
-    # A plate at half a radius below the top: gauge = plate; the top layer contributes the cap of
-    # height 1.5 R, V = pi R^3 (1.5 - (0.5^3 + 1) / 3) = 1.125 pi R^3 per sphere.
+    # A plate at half a radius below the top: gauge = plate; the porosity is mass-based, every sphere
+    # counts whole (its cap above the plate is material flattened by it, not material lost).
     h = 2.0 * R * N_Z - 0.5 * R
     pressed = layer_thickness(z, r, area, tool_z_m=h)
-    v = N_XY**2 * ((N_Z - 1) * 4.0 / 3.0 * math.pi * R**3 + 1.125 * math.pi * R**3)
+    v = N_XY**2 * N_Z * 4.0 / 3.0 * math.pi * R**3
     assert pressed["thickness_m"] == h
     assert pressed["porosity"] == pytest.approx(1.0 - v / (area * h), abs=1e-12)
     # A tool above the layer does not press it.

@@ -7,12 +7,15 @@ Electrode thickness, one definition for every process step and the analysis (`la
 
 * **gauge** (the headline ``thickness``/``porosity``): the highest solid point, max(z + r), or the
   plate/roll position while a tool presses the layer (whichever is lower) — what a micrometer reads
-  and what experiments combine with the mass loading to give the porosity;
+  and what experiments combine with the mass loading to give the porosity. Its porosity is that
+  mass-based one, 1 - (all the solid) / (area x thickness): the caps of spheres flattened against a
+  tool (a plastic contact flattens, a sphere cannot, so they poke through it) are material of the
+  layer, not material lost;
 * **bulk** (``_bulk`` suffix, secondary): the height above which the solid-fraction profile, smoothed
   over the volume-weighted mean radius, stays below half its bulk value (`bulk_top_m`); insensitive
   to surface roughness, always <= the gauge thickness.
 
-Porosity at a height h = 1 - (solid volume below h, exact spherical caps) / (area x h).
+The bulk porosity at a height h = 1 - (solid volume below h, exact spherical caps) / (area x h).
 """
 
 from __future__ import annotations
@@ -96,14 +99,16 @@ def layer_thickness(
 ) -> dict[str, float]:
     """Thickness (m) and porosity of a layer on the collector, on both definitions (module doc).
 
-    Returns ``thickness_m`` and ``porosity`` (gauge: min(tool_z_m, max(z + r))) and, with ``bulk``,
-    ``thickness_bulk_m`` and ``porosity_bulk`` (half-bulk solid-fraction rule, `bulk_top_m`; the
-    tool does not enter it). z_m, r_m: particle centre heights and radii (m); area_m2: the
-    collector area (m^2) the particles stand on.
+    Returns ``thickness_m`` and ``porosity`` (gauge: h = min(tool_z_m, max(z + r)), porosity 1 - sum
+    of the sphere volumes / (area x h)) and, with ``bulk``, ``thickness_bulk_m`` and ``porosity_bulk``
+    (half-bulk solid-fraction rule, `bulk_top_m`, solid below it by exact caps; the tool does not enter
+    it). z_m, r_m: particle centre heights and radii (m); area_m2: the collector area (m^2) the
+    particles stand on.
     """
     z_m, r_m = np.asarray(z_m, dtype=np.float64), np.asarray(r_m, dtype=np.float64)
     h = gauge_top_m(z_m, r_m, tool_z_m)
-    out = {"thickness_m": h, "porosity": porosity_below(z_m, r_m, area_m2, h)}
+    solid = float(np.sum(4.0 / 3.0 * np.pi * r_m**3))
+    out = {"thickness_m": h, "porosity": 1.0 - solid / (area_m2 * h) if h > 0 else float("nan")}
     if bulk:
         hb = bulk_top_m(z_m, r_m, area_m2) if len(z_m) else 0.0
         out |= {"thickness_bulk_m": hb, "porosity_bulk": porosity_below(z_m, r_m, area_m2, hb)}

@@ -23,8 +23,9 @@ Quantities (recorded every ``record_every_steps``):
 * thickness = min(plate position, highest particle top z + r): the plate gap while it presses, the
   micrometer-gauge thickness after release (the gauge thickness every step reports,
   `electrodem.analysis.composition.layer_thickness`, and `Microstructure.top_m`'s fallback);
-* porosity = 1 - (solid volume below the thickness, exact spherical caps) / (area x thickness);
-  density = (mass below it, real densities) / (area x thickness);
+* porosity = 1 - (solid volume) / (area x thickness), density = (mass, real densities) / (area x
+  thickness): mass-based, as an experiment gets them from mass loading and gauge thickness (the caps
+  of particles flattened against the plate belong to the layer);
 * particle stress: sigma_i = (1 / V_i) sum_c l_c f_c (x) n_c over the particle's contacts (full
   contact force f_c on the particle, normal and tangential; n_c the unit normal toward the particle;
   lever l = distance from the centre to the contact point), compressive positive (Love–Weber: the
@@ -71,7 +72,6 @@ import numpy as np
 
 from electrodem.analysis.composition import gauge_top_m, layer_thickness
 from electrodem.analysis.contacts import lens_volume_m3
-from electrodem.analysis.profiles import sphere_volume_below_m3
 from electrodem.config import ConfigError
 from electrodem.engine.arch import EngineOptions
 from electrodem.io.snapshot import Microstructure
@@ -297,8 +297,6 @@ def _record(sim: Any, bed: _Bed, stage: str) -> dict[str, Any]:
     z, r = st["positions_m"][:, 2], st["radii_m"]
     zp = float(ws["point_m"][2])
     h = gauge_top_m(z, r, zp)
-    vb = sphere_volume_below_m3(h, z, r)
-    frac = vb / (4.0 / 3.0 * np.pi * r**3)
     p = float(ws["pressure_Pa"])
     speed = abs(float(ws["velocity_m_per_s"][2]))
     c = sim.contact_arrays()
@@ -317,8 +315,8 @@ def _record(sim: Any, bed: _Bed, stage: str) -> dict[str, Any]:
         "pressure_MPa": p * 1e-6,
         "plate_contact_force_sum_N": float(wall_contact_forces_N(sim, PLATE).sum()),
         "plate_force_N": float(ws["load_N"]),
-        "porosity": 1.0 - float(vb.sum()) / (bed.area_m2 * h),
-        "density_g_cm3": float(np.sum(bed.real_mass_kg * frac)) / (bed.area_m2 * h) * 1e-3,
+        "porosity": layer_thickness(z, r, bed.area_m2, zp, bulk=False)["porosity"],
+        "density_g_cm3": float(np.sum(bed.real_mass_kg)) / (bed.area_m2 * h) * 1e-3,
         "plate_speed_m_per_s": speed,
         "inertial_number": inertial,
         "kinetic_energy_J": float(diag["kinetic_energy_J"]),
