@@ -286,25 +286,21 @@ def test_guard_bounds_the_elastic_overlap_and_the_total_flattening_separately():
     sim.free()
     from electrodem.engine import Guards, SimulationError
 
+    def press(elastic_guard: float, total_guard: float) -> None:
+        guarded = _wall_sim(g)
+        guarded.guards = Guards(max_overlap_ratio=elastic_guard, max_total_overlap_ratio=total_guard,
+                                every_steps=50)  # fmt: skip
+        try:
+            guarded.run(until=0.02, progress=False)
+        finally:
+            guarded.free()
+
     # Elastic guard between the two: a plastic contact passes where an elastic one of this overlap stops.
-    ok = _wall_sim(g)
-    ok.guards = Guards(max_overlap_ratio=1.05 * elastic, max_total_overlap_ratio=1.2 * total, every_steps=50)
-    ok.run(until=0.02, progress=False)
-    ok.free()
-    tight = _wall_sim(g)
-    tight.guards = Guards(
-        max_overlap_ratio=1.05 * elastic, max_total_overlap_ratio=0.95 * total, every_steps=50
-    )
+    press(1.05 * elastic, 1.2 * total)
     with pytest.raises(SimulationError, match="elastic \\+ plastic"):
-        tight.run(until=0.02, progress=False)
-    tight.free()
-    too_soft = _wall_sim(g)
-    too_soft.guards = Guards(
-        max_overlap_ratio=0.8 * elastic, max_total_overlap_ratio=10 * total, every_steps=50
-    )
+        press(1.05 * elastic, 0.95 * total)
     with pytest.raises(SimulationError, match="elastic overlap/radius"):
-        too_soft.run(until=0.02, progress=False)
-    too_soft.free()
+        press(0.8 * elastic, 10 * total)
     with pytest.raises(ConfigError, match="max_total_overlap_ratio"):
         Guards(max_overlap_ratio=0.5, max_total_overlap_ratio=0.4)
 
