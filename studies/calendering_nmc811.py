@@ -193,7 +193,8 @@ def main(argv: list[str] | None = None) -> int:
         if st == "load" and p > 0
     ]
     p_MPa, eps_l, _ = (np.array(x) for x in zip(*load, strict=True))
-    fits_c = fit_curve(p_MPa, eps_l)
+    bearing = p_MPa >= cp.fit_pressure_fraction * p_MPa.max()  # the compaction step's fit domain
+    fits_c = fit_curve(p_MPa[bearing], eps_l[bearing])
     at_eps = {f"p_at_{e:.2f}_MPa": load_at_porosity(p_MPa, eps_l, e) for e in args.porosities}
     ov = crep["overlap"]
     rows.append(
@@ -310,7 +311,8 @@ def main(argv: list[str] | None = None) -> int:
     pp = np.linspace(0, p_MPa.max(), 200)
     g = fits_c
     e_fit = g["meyer_eps_min"] + (g["meyer_eps_0"] - g["meyer_eps_min"]) * np.exp(-pp / g["meyer_gamma_c"])
-    ax.plot(pp, e_fit, "-", label=f"Meyer fit, R2={g['meyer_r2']:.3f}")
+    lbl = f"Meyer fit (p >= {cp.fit_pressure_fraction:g} p_max), R2={g['meyer_r2']:.3f}"
+    ax.plot(pp, e_fit, "-", label=lbl)
     ax.plot([rows[0]["max_load"]], [rows[0]["final_porosity"]], "s", label="plate, after spring-back")
     if crow is not None:
         ax.plot(pk[:i_pk], ek[:i_pk], ".", ms=3, label="nip loading (pressure at wall)")

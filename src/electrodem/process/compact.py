@@ -45,7 +45,8 @@ Quantities (recorded every ``record_every_steps``):
 After unloading: spring-back (`electrodem.analysis.compaction.spring_back_pct`, recovery relative
 to the loaded thickness), elastic recovery (recovered / compressed thickness, 100 % for a purely
 elastic bed that does not rearrange), final porosity, thickness, density, and Meyer (pressure in MPa)
-and Heckel fits of the loading curve. The initial, loaded and final states also carry the secondary,
+and Heckel fits of the load-bearing part of the loading curve (p >= ``fit_pressure_fraction`` x the
+largest pressure). The initial, loaded and final states also carry the secondary,
 roughness-insensitive ``thickness_bulk_m``/``thickness_bulk_um``/``porosity_bulk`` (half-bulk
 solid-fraction rule, the settle step's ``packing_fraction`` = 1 - its initial ``porosity_bulk``).
 
@@ -126,6 +127,8 @@ class CompactParams:
         plastic one for Thornton–Ning).
     max_total_overlap_ratio : the engine's guard on the whole overlap (elastic + plastic flattening)
         / smaller radius: perfectly plastic (Thornton–Ning) fines flatten legitimately far past 0.1.
+    fit_pressure_fraction : the Meyer and Heckel laws are fitted to the loading records whose pressure
+        is at least this fraction of the largest (the load-bearing compaction).
     max_overlap_volume_fraction : CHECK on what the flattening costs the geometry: the solid volume
         counted twice in contact lenses, as a fraction of the solid volume (the error of a porosity
         computed from the union of the spheres, e.g. by the voxel analysis; the reported porosity is
@@ -163,6 +166,7 @@ class CompactParams:
     max_overlap_ratio: float = 0.1
     max_total_overlap_ratio: float = 1.0
     max_overlap_volume_fraction: float = 0.02
+    fit_pressure_fraction: float = 0.01
 
     def __post_init__(self) -> None:
         from electrodem.engine.model import NORMAL_MODELS
@@ -225,6 +229,7 @@ class CompactParams:
         req(num("max_overlap_ratio") <= num("max_total_overlap_ratio") <= 2.0, "max_total_overlap_ratio",
             f"in [max_overlap_ratio ({self.max_overlap_ratio}), 2] (overlap / smaller radius)")  # fmt: skip
         req(0 < num("max_overlap_volume_fraction") < 1, "max_overlap_volume_fraction", "in (0, 1)")
+        req(0 <= num("fit_pressure_fraction") < 1, "fit_pressure_fraction", "in [0, 1)")
         for key in ("hold_checks", "record_every_steps", "max_steps", "relax_max_steps"):
             v = getattr(self, key)
             req(isinstance(v, int) and not isinstance(v, bool) and v >= 1, key, "an integer >= 1")
@@ -341,12 +346,19 @@ def _bulk(sim: Any, area_m2: float) -> dict[str, float]:
     return _bulk_keys(layer_thickness(st["positions_m"][:, 2], st["radii_m"], area_m2))
 
 
-def _fits(load: list[dict[str, Any]]) -> dict[str, Any]:
-    """Meyer (pressure in MPa) and Heckel fits of the loaded part of the loading curve."""
+def _fits(load: list[dict[str, Any]], pressure_fraction: float) -> dict[str, Any]:
+    """Meyer (pressure in MPa) and Heckel fits of the load-bearing part of the loading curve: the
+    records with p >= ``pressure_fraction`` x the largest pressure (before it the plate flattens the
+    surface roughness and rearranges a bed that carries next to no load, which no compaction law
+    describes)."""
     from electrodem.analysis.compaction import fit_heckel, fit_meyer
 
-    pts = [(rec["pressure_Pa"], rec["porosity"]) for rec in load if rec["pressure_Pa"] > 0]
-    out: dict[str, Any] = {"points": len(pts)}
+    p_max = max((rec["pressure_Pa"] for rec in load), default=0.0)
+    p_min = max(pressure_fraction * p_max, 0.0)
+    pts = [(rec["pressure_Pa"], rec["porosity"]) for rec in load
+           if rec["pressure_Pa"] > 0 and rec["pressure_Pa"] >= p_min]  # fmt: skip
+    out: dict[str, Any] = {"points": len(pts), "pressure_fraction": pressure_fraction,
+                           "porosity_at_first_point": pts[0][1] if pts else None}  # fmt: skip
     if len(pts) < 3:
         out["error"] = f"{len(pts)} loaded points: too few to fit"
         return out
@@ -605,7 +617,7 @@ def compact(
         "elastic_recovery_pct": 100.0 * (h_final - h_loaded) / strain if strain > 0 else float("nan"),
         "unload_converged": res_u.stopped_by == "until",
         "relax_converged": res_r.stopped_by == "until",
-        "fits": _fits(load_curve),
+        "fits": _fits(load_curve, params.fit_pressure_fraction),
         "quasi_static": {
             "inertial_number_max": i_worst,
             "threshold": params.inertial_number_max,
