@@ -154,13 +154,16 @@ def main(argv: list[str] | None = None) -> int:
     opts = EngineOptions()
     placed, pop_rep = build(args.box_um, args.thickness_um)
     cache = args.out / "settled.npz"
+    rve_key = {"box_um": args.box_um, "thickness_um": args.thickness_um, "seed": 1}
     if cache.exists() and not args.fresh:  # a re-run reuses the settled bed (same seed and settings)
         settled = Microstructure.load(cache)
         srep = settled.metadata["settle_study"]
+        if srep.get("rve") != rve_key:
+            raise SystemExit(f"{cache} was settled for {srep.get('rve')}, not {rve_key}: pass --fresh")
     else:
         settled, srep = settle(placed, SettleParams(cohesion="jkr", max_steps=150_000), opts, progress=False)
         srep = {"steps": int(srep["steps"]), "converged": bool(srep["converged"]),
-                "packing_fraction": float(srep["packing_fraction"])}  # fmt: skip
+                "packing_fraction": float(srep["packing_fraction"]), "rve": rve_key}  # fmt: skip
         settled = settled.with_(metadata={**settled.metadata, "settle_study": srep})
         settled.save(cache, overwrite=True)
     t_settle, c_settle = time.perf_counter() - t0, cpu_s() - c0
