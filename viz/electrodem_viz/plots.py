@@ -265,7 +265,7 @@ def plot_calendering_tradeoff(cols: dict[str, Sequence[float]], path: str | Path
     eps = np.asarray(cols["porosity_after_processing"], float)
     order = np.argsort(-eps)
     eps = eps[order]
-    fig = Figure(figsize=(11.0, 3.4))
+    fig = Figure(figsize=(11.0, 3.4), layout="constrained")
     axs = fig.subplots(1, 3)
     colors = {"x": "#1f77b4", "y": "#ff7f0e", "z": "#2ca02c"}
 
