@@ -337,6 +337,15 @@ def main(argv: list[str] | None = None) -> int:
     png = args.out / "pressure_porosity.png"
     fig.savefig(png, dpi=120)
 
+    try:  # before/after cross-sections on one height scale
+        from electrodem_viz.plots import render_stages
+
+        stages = [settled, compacted] + ([cal] if crow is not None else [])
+        names = ["settled", "plate-compacted, released"] + (["one nip pass"] if crow is not None else [])
+        render_stages(stages, names, args.out / "cross_sections.png")
+    except ImportError:
+        print("electrodem_viz not importable (add viz/ to PYTHONPATH): no cross-sections")
+
     # ---- table
     t_all, c_all = time.perf_counter() - t0, cpu_s() - c0
     print(f"RVE {args.box_um:g} x {args.box_um:g} um, {settled.n} particles {counts}")
