@@ -50,7 +50,8 @@ Thickness and porosity follow the definition every step shares
 the gauge thickness, the highest particle surface max(z + r), or the tool position while it presses
 the layer (at the minimum gap: min(gap, max(z + r)); nip: over the whole strip, which is under the
 planar wall at once; roll: over the particles within half a contact arc of the axis, the bed being at
-the minimum gap only there), porosity = 1 - (solid below it, exact spherical caps) / (area x it).
+the minimum gap only there), porosity = 1 - (all the solid) / (area x it), mass-based (caps flattened
+against the roll belong to the layer).
 Next to each, the ``_bulk`` measure (half-bulk solid-fraction rule, `bulk_top_m`, slabs r_min / 8:
 spring-backs of a few % are below one r_min), insensitive to the surface roughness; its spring-back
 and elastic recovery are reported too. In a DEM bed of rigid-shaped spheres the plastic flattening
