@@ -91,8 +91,9 @@ def _step_compact(ctx: RunContext) -> dict[str, Any]:
 
 
 THICKNESS_DEFINITION = (
-    "thickness/porosity: gauge, max(z + r) or the tool position while it presses; *_bulk: height where "
-    "the smoothed solid fraction falls below half its bulk value (electrodem.analysis.composition)"
+    "thickness/porosity: gauge, max(z + r) or the tool position while it presses, porosity mass-based "
+    "(1 - solid volume / (area x thickness)); *_bulk: height where the smoothed solid fraction falls "
+    "below half its bulk value, solid below it (electrodem.analysis.composition)"
 )
 """The ``thickness_definition`` entry of the processing blocks of metrics.json."""
 
