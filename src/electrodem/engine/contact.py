@@ -14,6 +14,9 @@ import math
 
 import taichi as ti
 
+from electrodem.engine.model import P_ESTAR, P_ETA, P_GSTAR, P_MU, P_MUR
+from electrodem.engine.state import T_CN, T_CT
+
 
 @ti.func
 def _rotate_into_plane(h, n):
@@ -199,3 +202,57 @@ def contact_law(
         torque_i += m_r + m_d
         torque_j -= m_r + m_d
     return force, torque_i, torque_j, ht_new, hr_new, fn
+
+
+@ti.func
+def table_contact_law(
+    table: ti.template(),
+    ma,
+    mb,
+    n,
+    delta,
+    r_star,
+    m_star,
+    li,
+    lj,
+    v_rel,
+    w_i,
+    w_j,
+    ht,
+    hr,
+    dt,
+    tangential: ti.template(),
+    rolling: ti.template(),
+    delta_max,
+    p_y,
+    plastic: ti.template(),
+):
+    """`contact_law` with the pair properties of materials ``ma``, ``mb`` read from the kernels' pair
+    table (columns of `electrodem.engine.model` and `electrodem.engine.state.TABLE_COLS`): the one
+    entry point of sphere–sphere, wall and tool contacts."""
+    return contact_law(
+        n,
+        delta,
+        r_star,
+        m_star,
+        li,
+        lj,
+        v_rel,
+        w_i,
+        w_j,
+        table[ma, mb, P_ESTAR],
+        table[ma, mb, P_GSTAR],
+        table[ma, mb, T_CN],
+        table[ma, mb, T_CT],
+        table[ma, mb, P_ETA],
+        table[ma, mb, P_MU],
+        table[ma, mb, P_MUR],
+        ht,
+        hr,
+        dt,
+        tangential,
+        rolling,
+        delta_max,
+        p_y,
+        plastic,
+    )

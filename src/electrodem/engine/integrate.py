@@ -41,20 +41,16 @@ import numpy as np
 import taichi as ti
 
 from electrodem.engine.cohesion import cohesive_normal_force
-from electrodem.engine.contact import contact_law
+from electrodem.engine.contact import table_contact_law
 from electrodem.engine.model import (
     P_D0,
     P_DCUT,
     P_ESTAR,
-    P_ETA,
-    P_GSTAR,
     P_HAM,
-    P_MU,
-    P_MUR,
     P_PY,
     P_W,
 )
-from electrodem.engine.state import D_LE_DV, D_LE_SHIFT, T_CN, T_CT, WW_DX, WW_WORK
+from electrodem.engine.state import D_LE_DV, D_LE_SHIFT, WW_DX, WW_WORK
 from electrodem.engine.walls import (
     W_GAIN,
     W_NX,
@@ -269,7 +265,10 @@ def _particle_forces(
             if ti.static(rolling == 2):
                 hr = p.hr[k]
             d_max, p_y = _plastic_inputs(s, delta, p.dm, k, mi, mj)
-            force, t_i, t_j, h_t, h_r, _fn = contact_law(
+            force, t_i, t_j, h_t, h_r, _fn = table_contact_law(
+                s.table,
+                mi,
+                mj,
                 nrm,
                 delta,
                 rm[0],
@@ -279,13 +278,6 @@ def _particle_forces(
                 vi - s.v[j] - ti.Vector([dvx, 0.0, 0.0]),
                 wi,
                 s.w[j],
-                s.table[mi, mj, P_ESTAR],
-                s.table[mi, mj, P_GSTAR],
-                s.table[mi, mj, T_CN],
-                s.table[mi, mj, T_CT],
-                s.table[mi, mj, P_ETA],
-                s.table[mi, mj, P_MU],
-                s.table[mi, mj, P_MUR],
                 p.ht[k],
                 hr,
                 dt,
@@ -342,7 +334,10 @@ def _particle_forces(
             if ti.static(rolling == 2):
                 hr = s.whr[i, wk]
             d_max, p_y = _plastic_inputs_wall(s, delta, i, wk, mi, mw)
-            force, t_i, _t_j, h_t, h_r, _fn = contact_law(
+            force, t_i, _t_j, h_t, h_r, _fn = table_contact_law(
+                s.table,
+                mi,
+                mw,
                 nrm,
                 delta,
                 ri,
@@ -352,13 +347,6 @@ def _particle_forces(
                 vi - _vec(s.walls, wk, W_VX),
                 wi,
                 zero,
-                s.table[mi, mw, P_ESTAR],
-                s.table[mi, mw, P_GSTAR],
-                s.table[mi, mw, T_CN],
-                s.table[mi, mw, T_CT],
-                s.table[mi, mw, P_ETA],
-                s.table[mi, mw, P_MU],
-                s.table[mi, mw, P_MUR],
                 s.wht[i, wk],
                 hr,
                 dt,

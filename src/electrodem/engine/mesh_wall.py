@@ -46,9 +46,8 @@ import numpy as np
 import taichi as ti
 
 from electrodem.config import ConfigError
-from electrodem.engine.contact import contact_law
-from electrodem.engine.model import P_ESTAR, P_ETA, P_GSTAR, P_MU, P_MUR
-from electrodem.engine.state import T_CN, T_CT
+from electrodem.engine.contact import table_contact_law
+from electrodem.engine.model import P_ESTAR
 from electrodem.engine.tools import ToolExtension
 
 MAX_SLOTS = 4
@@ -228,7 +227,10 @@ def _mesh_forces(
                                 if slot < 0:
                                     out[O_OVER] += 1.0
                             mi = s.mat[i]
-                            force, t_i, _t_j, h_t, h_r, _fn = contact_law(
+                            force, t_i, _t_j, h_t, h_r, _fn = table_contact_law(
+                                s.table,
+                                mi,
+                                mw,
                                 nrm,
                                 delta,
                                 ri,
@@ -238,13 +240,6 @@ def _mesh_forces(
                                 s.v[i] - vw,
                                 s.w[i],
                                 zero,
-                                s.table[mi, mw, P_ESTAR],
-                                s.table[mi, mw, P_GSTAR],
-                                s.table[mi, mw, T_CN],
-                                s.table[mi, mw, T_CT],
-                                s.table[mi, mw, P_ETA],
-                                s.table[mi, mw, P_MU],
-                                s.table[mi, mw, P_MUR],
                                 h_t0,
                                 h_r0,
                                 dt,

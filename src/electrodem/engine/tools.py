@@ -33,10 +33,9 @@ import numpy as np
 import taichi as ti
 
 from electrodem.config import ConfigError
-from electrodem.engine.contact import contact_law
+from electrodem.engine.contact import table_contact_law
 from electrodem.engine.extensions import Extension
-from electrodem.engine.model import P_ESTAR, P_ETA, P_GSTAR, P_MU, P_MUR
-from electrodem.engine.state import T_CN, T_CT
+from electrodem.engine.model import P_ESTAR
 
 ROLLER_MODES = ("velocity", "servo")
 N_OUT = 11
@@ -133,7 +132,10 @@ def _roller_forces(
                 # omega along +y: omega x arm = omega (arm_z, 0, -arm_x).
                 vw = ti.Vector([vx + omega * arm[2], 0.0, vz - omega * arm[0]])
                 mi = s.mat[i]
-                force, t_i, _t_j, h_t, h_r, _fn = contact_law(
+                force, t_i, _t_j, h_t, h_r, _fn = table_contact_law(
+                    s.table,
+                    mi,
+                    mw,
                     nrm,
                     delta,
                     ri * radius / rs,
@@ -143,13 +145,6 @@ def _roller_forces(
                     s.v[i] - vw,
                     s.w[i],
                     zero,
-                    s.table[mi, mw, P_ESTAR],
-                    s.table[mi, mw, P_GSTAR],
-                    s.table[mi, mw, T_CN],
-                    s.table[mi, mw, T_CT],
-                    s.table[mi, mw, P_ETA],
-                    s.table[mi, mw, P_MU],
-                    s.table[mi, mw, P_MUR],
                     ht[e],
                     hr[e],
                     dt,
