@@ -56,14 +56,14 @@ def test_place_settle_calender_route_writes_the_calendering_outputs(tmp_path):
         passes = list(csv.DictReader(f))
     assert len(passes) == 1
     assert float(passes[0]["porosity"]) == pytest.approx(block["final_porosity"])
-    assert float(passes[0]["gap_um"]) == pytest.approx(18.0)
+    assert float(passes[0]["gap_um"]) == pytest.approx(15.0)
     with (run / "calendering_curve.csv").open() as f:
         curve = list(csv.DictReader(f))
     assert len(curve) > 10 and {r["pass"] for r in curve} == {"1"}
     p_max = max(float(r["pressure_Pa"]) for r in curve)
     assert p_max > 0 and p_max * 1e-6 == pytest.approx(block["max_pressure_MPa"])
-    # The nip wall came down to the gap: its lowest point in the curve is the 18 um gap.
-    assert min(float(r["tool_z_m"]) for r in curve) == pytest.approx(18e-6, rel=1e-3)
+    # The nip wall came down to the gap: its lowest point in the curve is the 15 um gap.
+    assert min(float(r["tool_z_m"]) for r in curve) == pytest.approx(15e-6, rel=1e-3)
     # The roll pressed the layer's tallest particles down: denser at the minimum gap and after the pass.
     row = m["steps"]["calender"]["passes"][0]
     assert row["porosity_at_min_gap"] < row["porosity_before"]
