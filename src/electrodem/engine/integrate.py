@@ -50,7 +50,7 @@ from electrodem.engine.model import (
     P_PY,
     P_W,
 )
-from electrodem.engine.state import D_LE_DV, D_LE_SHIFT, WW_DX, WW_WORK
+from electrodem.engine.state import D_LE_DV, D_LE_SHIFT, WALL_CHUNK, WW_DX, WW_WORK
 from electrodem.engine.walls import (
     W_GAIN,
     W_NX,
@@ -328,6 +328,7 @@ def _particle_forces(
     for wk in range(nw):
         nrm = _vec(s.walls, wk, W_NX)
         delta = ri - (xi - _vec(s.walls, wk, W_PX)).dot(nrm)
+        f_wall = zero  # force of particle i on wall wk, summed in `_reduce_wall_forces`
         if delta > 0.0 and im_i > 0.0:
             mw = s.wmat[wk]
             hr = zero
@@ -368,7 +369,7 @@ def _particle_forces(
             new_flags |= 1 << wk
             fi += force
             ti_ += t_i
-            s.wforce[wk] -= force
+            f_wall -= force
             if ti.static(s.record):
                 s.wrec[s.ext[i], wk] = force
         else:
@@ -388,11 +389,12 @@ def _particle_forces(
                     new_flags |= flag << (WALL_BOND_BIT + wk)
                     if f_n != 0.0:
                         fi += f_n * nrm
-                        s.wforce[wk] -= f_n * nrm
+                        f_wall -= f_n * nrm
                         if ti.static(s.record):
                             # Bit wk marks the record to clear once the attraction ends.
                             s.wrec[s.ext[i], wk] = f_n * nrm
                             new_flags |= 1 << wk
+        s.wpf[i, wk] = f_wall
     if new_flags != flags:
         s.wflag[i] = new_flags
     if im_i > 0.0:
@@ -419,15 +421,35 @@ def forces(
     cohesion: ti.template(),
 ):
     """Owner shares of all forces at the current state (after a rebuild, or to prime a run)."""
-    ti.loop_config(serialize=True)
-    for k in range(nw):
-        s.wforce[k] = s.wforce[k] * 0.0
     dt = s.dom[D_DT]
     g = ti.Vector([s.dom[D_G], s.dom[D_G + 1], s.dom[D_G + 2]])
     c_bg = s.dom[D_BG]
     box, per = _box(s)
     for i in range(n):
         _particle_forces(i, s, p, nw, dt, g, c_bg, box, per, tangential, rolling, cohesion)
+    _reduce_wall_forces(s, n, nw, 1)
+
+
+@ti.func
+def _reduce_wall_forces(s, n, nw, active):
+    """``wforce[k]`` = sum over particles of ``wpf[i, k]`` in a fixed order, whatever the thread count:
+    chunks of `WALL_CHUNK` particles summed in index order (in parallel), then the chunks in order.
+    Called at the top level of a kernel (its loops are the kernel's own); ``active`` = 0 skips it."""
+    n_chunks = (n + WALL_CHUNK - 1) // WALL_CHUNK
+    for c in range(n_chunks):
+        if active:
+            for k in range(nw):
+                acc = s.wpf[0, 0] * 0.0
+                for i in range(c * WALL_CHUNK, ti.min(n, (c + 1) * WALL_CHUNK)):
+                    acc += s.wpf[i, k]
+                s.wchunk[c, k] = acc
+    ti.loop_config(serialize=True)
+    for k in range(nw):
+        if active:
+            acc = s.wpf[0, 0] * 0.0
+            for c in range(n_chunks):
+                acc += s.wchunk[c, k]
+            s.wforce[k] = acc
 
 
 @ti.kernel
@@ -504,15 +526,12 @@ def step(
             # A flag, not a max reduction: written (with the same value) only when a rebuild is due.
             moved = 1
     ok = 1 - moved
-    ti.loop_config(serialize=True)
-    for k in range(nw):
-        if ok:
-            s.wforce[k] = s.wforce[k] * 0.0
     g = ti.Vector([s.dom[D_G], s.dom[D_G + 1], s.dom[D_G + 2]])
     c_bg = s.dom[D_BG]
     for i in range(n):
         if ok:
             _particle_forces(i, s, p, nw, dt, g, c_bg, box, per, tangential, rolling, cohesion)
+    _reduce_wall_forces(s, n, nw, ok)
     return ok
 
 

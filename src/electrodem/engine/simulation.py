@@ -260,6 +260,7 @@ class Simulation:
             self.contact.rolling == "epsd",
             self.contact.normal == "thornton_ning",
             self.record_wall_forces,
+            max(1, len(self.walls)),
         )
         self._write_globals()
         if old is None:

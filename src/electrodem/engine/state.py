@@ -14,6 +14,14 @@ particles far from the walls never touch them). With ``record`` (`Simulation(rec
 ``wrec[e, k]`` holds the force (N) of wall k on the particle of EXTERNAL index e from the last force
 evaluation: stored by external index, it needs no re-ordering at neighbour builds.
 
+Wall forces are reduced deterministically: each force evaluation writes particle i's force on wall k
+into ``wpf[i, k]`` (internal index, ``n_wall_slots`` = max(1, number of walls) columns), then
+fixed chunks of `WALL_CHUNK` particles are summed in index order into ``wchunk`` and the chunks in
+order into ``wforce``. A float atomic sum would depend on the thread schedule: a servo wall feeds
+its force back into the motion, so the trajectory would change with the thread count (and from run
+to run on several threads). ``wpf`` is scratch, rewritten at every evaluation (no re-ordering, not
+checkpointed).
+
 Internal order: the neighbour list re-orders the particles by grid cell at every build (neighbours
 then sit close in memory, as LIGGGHTS' atom sorting does). ``ext[i]`` is the external index (order
 of addition) of the particle stored at internal index i and ``intern[e]`` the internal index of
@@ -38,6 +46,8 @@ from electrodem.engine.model import N_PAIR_PROPS
 from electrodem.engine.walls import MAX_WALLS, N_WALL_COLS
 
 VEC_FIELDS = ("x", "v", "w", "f", "tq")
+WALL_CHUNK = 256
+"""Particles per chunk of the deterministic wall-force reduction (fixed: independent of the threads)."""
 SCALAR_FIELDS = ("r", "invm", "invI")
 DOM_SIZE = 13
 D_LE_SHIFT, D_LE_DV = 11, 12
@@ -105,13 +115,15 @@ class ParticleStore:
         rolling: bool = False,
         plastic: bool = False,
         record: bool = False,
+        n_wall_slots: int = 1,
     ) -> None:
         self.cap = cap
         self.real = real
         self.rolling = bool(rolling)
         self.plastic = bool(plastic)
         self.record = bool(record)
-        self.pool_key = (cap, n_materials, real, self.rolling, self.plastic, self.record)
+        self.n_wall_slots = max(1, int(n_wall_slots))
+        self.pool_key = (cap, n_materials, real, self.rolling, self.plastic, self.record, self.n_wall_slots)
         fb = ti.FieldsBuilder()
         vec = ti.types.vector(3, real)
         for name in (*VEC_FIELDS, "xref", "tmp_v"):
@@ -144,6 +156,11 @@ class ParticleStore:
         # Per-particle wall forces exist only when asked for (external index, see module docstring).
         self.wrec = ti.field(vec)
         fb.dense(ti.ij, (cap if record else 1, MAX_WALLS)).place(self.wrec)
+        # Deterministic wall-force reduction (see module docstring): per particle, then per chunk.
+        self.wpf = ti.field(vec)
+        fb.dense(ti.ij, (cap, self.n_wall_slots)).place(self.wpf)
+        self.wchunk = ti.field(vec)
+        fb.dense(ti.ij, ((cap + WALL_CHUNK - 1) // WALL_CHUNK, self.n_wall_slots)).place(self.wchunk)
         self.dom = ti.field(real)
         fb.dense(ti.i, DOM_SIZE).place(self.dom)
         self.walls = ti.field(real)
