@@ -349,7 +349,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     metrics = {
         "run": {"route": rc.route_name, "steps": list(rc.steps), "formulation": rc.formulation.name,
                 "seed": rc.seed, "run_dir": str(run_dir.resolve()),
-                "calendering_state": _calendering_state(ctx.reports)},
+                "calendering_state": _calendering_state(ctx.reports), "engine": _engine_in_force()},
         "conversion": ctx.reports.get("conversion"),
         "composition": composition,
         "steps": {s: ctx.reports[s] for s in rc.steps if s in ctx.reports and s != "analyse"},
@@ -367,6 +367,14 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         _render(run_dir)
         log.info("renders done in %.2f s", time.perf_counter() - t0)
     return metrics
+
+
+def _engine_in_force() -> dict[str, Any] | None:
+    """The engine options a run's steps used, with the CPU thread count Taichi ran with (None for a
+    route without an engine step, e.g. ``route=place``)."""
+    from electrodem.engine import arch
+
+    return arch.options_dict() if arch.current_options() is not None else None
 
 
 def _calendering_state(reports: dict[str, Any]) -> str:

@@ -9,6 +9,7 @@ refuse to run, with a clear message, instead of crashing).
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -17,6 +18,13 @@ from electrodem.config import ConfigError
 
 ARCHS = ("cpu", "gpu", "cuda", "vulkan")
 PRECISIONS = ("f64", "f32")
+CPU_THREADS_ENV = "ELECTRODEM_CPU_THREADS"
+"""Environment variable giving the CPU thread count when ``cpu_threads`` is ``None``. Taichi ignores
+``OMP_NUM_THREADS``; this one reaches every engine a process (or its child processes: the CLI run by
+the integration tests) starts, which is how the test suite runs at a chosen thread count."""
+
+
+log = logging.getLogger("electrodem.engine")
 
 
 class EngineInitError(RuntimeError):
@@ -33,7 +41,8 @@ class EngineOptions:
     precision : ``f64`` (default, what tests use) or ``f32`` (faster on GPUs; overlaps of stiff
         contacts lose digits, so check the overlap guard).
     seed : seed of Taichi's random generator (the engine itself is deterministic).
-    cpu_threads : CPU worker threads; ``None`` lets Taichi use every core.
+    cpu_threads : CPU worker threads; ``None`` takes ``$ELECTRODEM_CPU_THREADS`` if set, else every
+        core (`effective_cpu_threads` tells what Taichi runs with).
     offline_cache : keep compiled kernels on disk between processes (saves compile time).
     debug : Taichi bounds checking (slow; for development).
     """
@@ -98,8 +107,9 @@ def init(options: EngineOptions | None = None, *, reinit: bool = False) -> Engin
         debug=options.debug,
         log_level=ti.WARN,
     )
-    if options.cpu_threads is not None:
-        kwargs["cpu_max_num_threads"] = options.cpu_threads
+    threads = options.cpu_threads if options.cpu_threads is not None else env_cpu_threads()
+    if threads is not None:
+        kwargs["cpu_max_num_threads"] = threads
     os.environ.setdefault("TI_ENABLE_TORCH", "0")
     ti.init(**kwargs)
     if options.arch != "cpu" and ti.lang.impl.current_cfg().arch == ti.cpu:
@@ -107,7 +117,30 @@ def init(options: EngineOptions | None = None, *, reinit: bool = False) -> Engin
         raise EngineInitError(f"engine.arch={options.arch!r} requested but Taichi found no such device")
     _current = options
     _generation += 1
+    log.info(
+        "engine: arch=%s precision=%s cpu_threads=%s (asked: %s)",
+        options.arch, options.precision, effective_cpu_threads(), threads if threads is not None else "all",
+    )
     return options
+
+
+def env_cpu_threads() -> int | None:
+    """The thread count ``$ELECTRODEM_CPU_THREADS`` asks for (None when unset or empty)."""
+    raw = os.environ.get(CPU_THREADS_ENV, "").strip()
+    if not raw:
+        return None
+    if not raw.isdigit() or int(raw) < 1:
+        raise ConfigError(CPU_THREADS_ENV, raw, "unset or an integer >= 1 (engine CPU threads)")
+    return int(raw)
+
+
+def effective_cpu_threads() -> int | None:
+    """CPU worker threads Taichi runs with (None before `init` or on a GPU backend)."""
+    if _current is None or _current.arch != "cpu":
+        return None
+    import taichi as ti
+
+    return int(ti.lang.impl.current_cfg().cpu_max_num_threads)
 
 
 def current_options() -> EngineOptions | None:
@@ -141,5 +174,6 @@ def numpy_real() -> Any:
 
 
 def options_dict() -> dict[str, Any]:
-    """JSON-able description of the options in force (for run metadata)."""
-    return asdict(ensure_init())
+    """JSON-able description of the options in force (for run metadata), with the thread count
+    Taichi actually runs with (``cpu_threads_effective``)."""
+    return {**asdict(ensure_init()), "cpu_threads_effective": effective_cpu_threads()}
