@@ -39,9 +39,24 @@ def _loose_bed(seed: int = 0) -> Microstructure:
     return Microstructure(pos, r, sid, species, np.array([24e-6, 24e-6, 2 * h]), metadata={"stage": "placed"})
 
 
+def _chaotic_bed(chaos) -> Microstructure:
+    """`_loose_bed` of the chaos case's seed, its positions perturbed as the case says."""
+    micro = _loose_bed(chaos.seed)
+    return micro.with_(positions_m=chaos.perturb(micro.positions_m, micro.radii_m, micro.box_m))
+
+
+def _settle_weight_pressure_Pa(micro: Microstructure, params: SettleParams, g_m_per_s2: float) -> float:
+    """The bed's weight per collector area (Pa) with the settle's mass-scaled fines, computed here
+    independently of the step."""
+    fines = micro.radii_m < params.fines_radius_um * 1e-6
+    m = micro.volumes_m3 * micro.densities_kg_per_m3 * np.where(fines, params.fines_density_scale, 1.0)
+    return float(m.sum()) * g_m_per_s2 / (micro.box_m[0] * micro.box_m[1])
+
+
 @pytest.mark.slow
-def test_settle_packs_the_bed_at_rest_and_records_its_shortcuts():
-    micro = _loose_bed()
+@pytest.mark.chaotic
+def test_settle_packs_the_bed_at_rest_and_records_its_shortcuts(chaos):
+    micro = _chaotic_bed(chaos)
     phi0, _ = bed_packing(micro.positions_m[:, 2], micro.radii_m, 24e-6**2)
     params = SettleParams(max_steps=120_000)
     out, rep = settle(micro, params, EngineOptions(), progress=False)
@@ -54,8 +69,12 @@ def test_settle_packs_the_bed_at_rest_and_records_its_shortcuts():
     assert rep["max_overlap_ratio"] <= params.overlap_target
     assert rep["max_overlap_ratio"] <= 1.25 * rep["estimated_max_overlap_ratio_final_gravity"]
     # At rest: the collector carries the weight of the bed (momentum balance), the kinetic energy and
-    # the unbalanced force are small.
-    assert rep["current_collector_pressure_Pa"] == pytest.approx(rep["weight_pressure_Pa"], rel=0.03)
+    # the unbalanced force are small. The tolerance on the load is the convergence criterion's own
+    # (settle.load_balance_tolerance): a converged bed meets it whatever the trajectory; the weight is
+    # computed here from the masses and the final gravity, not taken from the report.
+    w = _settle_weight_pressure_Pa(micro, params, rep["settling_gravity_m_per_s2"])
+    assert rep["weight_pressure_Pa"] == pytest.approx(w, rel=1e-12)
+    assert abs(rep["current_collector_pressure_Pa"] - w) < params.load_balance_tolerance * w
     assert rep["kinetic_to_lift_energy_ratio"] < params.ke_threshold_ratio
     assert rep["unbalanced_force_ratio"] < params.unbalanced_force_tolerance
     assert rep["packing_fraction"] > phi0 + 0.15 and 0.45 < rep["packing_fraction"] < 0.7
@@ -96,12 +115,13 @@ def test_settle_packs_the_bed_at_rest_and_records_its_shortcuts():
     json.dumps(rep)  # the report is JSON-able
 
 
-def test_a_too_violent_fall_stops_with_a_diagnosis_naming_the_settle_knobs():
+@pytest.mark.chaotic
+def test_a_too_violent_fall_stops_with_a_diagnosis_naming_the_settle_knobs(chaos):
     from electrodem.engine import SimulationError
 
     with pytest.raises(SimulationError, match="settle.fall_overlap_target"):
         settle(
-            _loose_bed(),
+            _chaotic_bed(chaos),
             SettleParams(fall_overlap_target=0.1, max_steps=5000),
             EngineOptions(),
             progress=False,
@@ -156,10 +176,12 @@ def test_bed_packing_of_a_known_lattice():
     assert phi == pytest.approx(np.pi / 6, rel=0.01) and top == pytest.approx(16.0, abs=0.5)
 
 
-def test_settled_porosity_is_the_compaction_initial_porosity():
+@pytest.mark.chaotic
+def test_settled_porosity_is_the_compaction_initial_porosity(chaos):
     # A short settle (mid-fall overlaps allowed: the definitions, not the packing, are under test).
     params = SettleParams(max_steps=3000, max_overlap_ratio=0.1)
-    out, rep = settle(_loose_bed(seed=1), params, EngineOptions(), progress=False)
+    out, rep = settle(_chaotic_bed(chaos.offset(1)), params, EngineOptions(),
+                      progress=False)
     z, r = out.positions_m[:, 2], out.radii_m
     assert rep["thickness_m"] == float(np.max(z + r)) == out.metadata["top_z_m"] == out.top_m()
     assert rep["thickness_um"] == pytest.approx(rep["thickness_m"] * 1e6, rel=1e-15)
