@@ -36,9 +36,12 @@ def test_bad_calender_value_fails_before_compute(tmp_path, override, key, allowe
 
 
 @pytest.mark.slow
-def test_place_settle_calender_route_writes_the_calendering_outputs(tmp_path):
+@pytest.mark.chaotic
+def test_place_settle_calender_route_writes_the_calendering_outputs(tmp_path, chaos, smoke_bed):
     run = tmp_path / "run"
-    electrodem("+experiment=smoke_calender", f"hydra.run.dir={run}")
+    # place -> settle ran once for this chaos case (the shared smoke bed); the route resumes after them.
+    electrodem("+experiment=smoke_calender", *chaos.overrides(), f"resume_from={smoke_bed(chaos)}",
+               f"hydra.run.dir={run}")
     outputs = ("calendering_passes.csv", "calendering_curve.csv", "calendering_pressure_porosity.png",
                "metrics.json", "snapshots/02_calender.npz")
     for f in outputs:
@@ -56,14 +59,25 @@ def test_place_settle_calender_route_writes_the_calendering_outputs(tmp_path):
         passes = list(csv.DictReader(f))
     assert len(passes) == 1
     assert float(passes[0]["porosity"]) == pytest.approx(block["final_porosity"])
-    assert float(passes[0]["gap_um"]) == pytest.approx(15.0)
+    # control gap_fraction: the gap is 95 % of the incoming gauge thickness.
+    row0 = m["steps"]["calender"]["passes"][0]
+    gap_um = float(passes[0]["gap_um"])
+    assert gap_um == pytest.approx(0.95 * row0["thickness_before_um"], rel=1e-9)
+    # The smoke run keeps a margin to both overlap guards it could trip: the largest overlaps sampled
+    # over the pass stay below 3/4 of each guard. Over seeds 0-5 the largest seen were 0.48 of the 1.0
+    # whole-overlap guard and 0.17 of the 0.45 elastic one; with a fixed 15-16 um gap the tallest
+    # particle's push-in varied with the seed and the whole overlap reached the guard on some seeds.
+    prm = m["steps"]["calender"]["params"]
+    assert row0["max_overlap_ratio_in_pass"] < 0.75 * prm["max_total_overlap_ratio"]
+    assert row0["max_elastic_overlap_ratio_in_pass"] < 0.75 * prm["max_overlap_ratio"]
+    assert row0["max_overlap_ratio_in_pass"] >= row0["max_overlap_ratio_at_min_gap"]
     with (run / "calendering_curve.csv").open() as f:
         curve = list(csv.DictReader(f))
     assert len(curve) > 10 and {r["pass"] for r in curve} == {"1"}
     p_max = max(float(r["pressure_Pa"]) for r in curve)
     assert p_max > 0 and p_max * 1e-6 == pytest.approx(block["max_pressure_MPa"])
-    # The nip wall came down to the gap: its lowest point in the curve is the 15 um gap.
-    assert min(float(r["tool_z_m"]) for r in curve) == pytest.approx(15e-6, rel=1e-3)
+    # The nip wall came down to the gap: its lowest point in the curve is the gap.
+    assert min(float(r["tool_z_m"]) for r in curve) == pytest.approx(gap_um * 1e-6, rel=1e-3)
     # The roll pressed the layer's tallest particles down: denser at the minimum gap and after the pass.
     row = m["steps"]["calender"]["passes"][0]
     assert row["porosity_at_min_gap"] < row["porosity_before"]

@@ -82,6 +82,19 @@ def elastic_pass() -> tuple:
     return micro, *calender(micro, _params(), OPTS, progress=False)
 
 
+def test_gap_fraction_is_the_gap_at_that_fraction_of_the_incoming_gauge(elastic_pass) -> None:
+    # The monolayer's gauge thickness is 2r: gap_fraction 0.98 is the elastic pass's gap of 0.98 x 2r,
+    # so the pass is the same simulation, to the last bit.
+    micro, _, rep = elastic_pass
+    _, rep_f = calender(micro, _params(control="gap_fraction", gap_um=None, gap_fraction=0.98), OPTS,
+                        progress=False)
+    a, b = rep["passes"][0], rep_f["passes"][0]
+    assert b["gap_um"] == pytest.approx(0.98 * 2 * R_P * 1e6, rel=1e-12)
+    assert micro.top_m() == 2 * R_P
+    for key in ("gap_um", "porosity", "line_load_N_per_mm", "peak_pressure_Pa", "thickness_um"):
+        assert b[key] == a[key], key
+
+
 def test_nip_line_load_is_the_integrated_contact_force(elastic_pass) -> None:
     micro, _, rep = elastic_pass
     row = rep["passes"][0]
@@ -181,6 +194,8 @@ def test_roll_refuses_an_arc_longer_than_the_strip_allows() -> None:
         ({"control": "force"}, "calender.control"),
         ({"gap_um": None}, "calender.gap_um"),
         ({"gap_um": [10.0, 12.0], "passes": 3}, "calender.gap_um"),
+        ({"control": "gap_fraction"}, "calender.gap_fraction"),
+        ({"control": "gap_fraction", "gap_fraction": 1.5}, "calender.gap_fraction"),
         ({"control": "line_load"}, "calender.target_line_load_N_per_mm"),
         ({"control": "target_porosity", "target_porosity": 1.2}, "calender.target_porosity"),
         ({"normal_model": "jkr"}, "calender.normal_model"),
