@@ -238,7 +238,7 @@ def _build_and_settle(n, settle_steps, mix, seed, progress, ref, timings) -> obj
         # the radius (sphere-sphere and sphere-floor), and a 2.5 mm sphere landing on 0.125 mm ones
         # (electrode mix) dents them by more than half their radius. The default 10 % overlap guard
         # would stop the case LIGGGHTS runs without any guard; the NaN and energy guards stay on.
-        guards=Guards(max_overlap_ratio=2.0),
+        guards=Guards(max_overlap_ratio=2.0, max_total_overlap_ratio=2.0),
     )
     sim.add_particles(pos, radii, "bench")
     t0 = time.perf_counter()
