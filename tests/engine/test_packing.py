@@ -41,9 +41,10 @@ def _engine():
     init(EngineOptions())
 
 
-def _pour(friction: float, ke_ratio: float) -> tuple[Simulation, float, float]:
-    """Pour N spheres; return (simulation, bulk phi, mean contacts of bulk non-rattlers)."""
-    rng = np.random.default_rng(11)
+def _pour(friction: float, ke_ratio: float, chaos) -> tuple[Simulation, float, float]:
+    """Pour N spheres (the chaos case's seed and perturbation); return (simulation, bulk phi, mean
+    contacts of bulk non-rattlers)."""
+    rng = np.random.default_rng(11 + chaos.seed)
     mat = Material("g", 2500.0, 2.0e7, 0.3, restitution=0.5, friction=friction)
     box = (15 * D, 15 * D, 80 * D)
     sim = Simulation(
@@ -59,6 +60,7 @@ def _pour(friction: float, ke_ratio: float) -> tuple[Simulation, float, float]:
     g = np.stack(np.meshgrid(np.arange(14), np.arange(14), np.arange(26), indexing="ij"), -1).reshape(-1, 3)
     g = g[np.argsort(g[:, 2], kind="stable")][:N]
     x = (g + 0.5) * np.array([15 / 14, 15 / 14, 1.1]) * D + rng.uniform(-0.03, 0.03, g.shape) * D
+    x = chaos.perturb(x, np.full(len(x), 0.5 * D), np.array(box))
     sim.add_particles(x, 0.5 * D, "g", velocities_m_per_s=rng.normal(0, 0.05, g.shape))
     lift = N * 2500.0 * math.pi / 6 * D**3 * 9.81 * D
     sim.run(
@@ -82,24 +84,27 @@ def _pour(friction: float, ke_ratio: float) -> tuple[Simulation, float, float]:
 
 
 @pytest.mark.slow
-def test_frictionless_pour_reaches_random_close_packing():
-    sim, phi, z_mean = _pour(0.0, 1e-3)
+@pytest.mark.chaotic
+def test_frictionless_pour_reaches_random_close_packing(chaos):
+    sim, phi, z_mean = _pour(0.0, 1e-3, chaos)
     assert sim.diagnostics()["max_overlap_ratio"] < 0.01
     assert phi == pytest.approx(0.64, abs=0.02)
     assert z_mean == pytest.approx(6.0, abs=0.3)
 
 
 @pytest.mark.slow
-def test_frictional_pour_is_a_loose_random_packing():
-    sim, phi, z_mean = _pour(0.5, 1e-4)
+@pytest.mark.chaotic
+def test_frictional_pour_is_a_loose_random_packing(chaos):
+    sim, phi, z_mean = _pour(0.5, 1e-4, chaos)
     assert sim.diagnostics()["max_overlap_ratio"] < 0.01
     assert 0.55 <= phi <= 0.62
     assert 4.0 <= z_mean < 6.0
 
 
 @pytest.mark.slow
-def test_bidisperse_size_ratio_20_packs_without_losses_or_deep_overlaps():
-    rng = np.random.default_rng(5)
+@pytest.mark.chaotic
+def test_bidisperse_size_ratio_20_packs_without_losses_or_deep_overlaps(chaos):
+    rng = np.random.default_rng(5 + chaos.seed)
     r_s, r_l = 50e-6, 1.0e-3
     box = (4.4e-3, 4.4e-3, 20e-3)
     mat = Material("g", 2500.0, 1.0e9, 0.3, restitution=0.5, friction=0.5)
@@ -130,7 +135,7 @@ def test_bidisperse_size_ratio_20_packs_without_losses_or_deep_overlaps():
     )
     radii = np.r_[np.full(len(big), r_l), np.full(len(small), r_s)]
     masses = np.r_[np.full(len(big), 2500.0 * 4 / 3 * math.pi * r_l**3), np.full(len(small), m_small)]
-    sim.add_particles(np.r_[big, small], radii, "g", masses_kg=masses)
+    sim.add_particles(chaos.perturb(np.r_[big, small], radii, np.array(box)), radii, "g", masses_kg=masses)
     z_small0 = float(small[:, 2].mean())
     sim.run(steps=20_000, progress=False)
     st = sim.state()

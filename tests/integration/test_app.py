@@ -100,11 +100,13 @@ def test_analyse_recomputes_a_saved_run(tmp_path, config_dir):
     assert bad.returncode == 2 and "microstructure.npz" in bad.stderr
 
 
-def test_settle_route_settles_the_bed(tmp_path):
+@pytest.mark.chaotic
+def test_settle_route_settles_the_bed(tmp_path, chaos):
     """The settling route (place -> settle -> analyse) on the smoke RVE: a settled, denser bed whose
     shortcuts are named in metrics.json, and a two-stage ParaView series."""
     run = tmp_path / "run"
-    electrodem("+experiment=smoke", "route=place_settle", f"hydra.run.dir={run}", timeout=600)
+    electrodem("+experiment=smoke", "route=place_settle", *chaos.overrides(), f"hydra.run.dir={run}",
+               timeout=600)
     m = json.loads((run / "metrics.json").read_text())
     settle = m["steps"]["settle"]
     assert settle["converged"] is True

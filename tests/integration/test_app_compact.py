@@ -29,9 +29,12 @@ def test_bad_compact_value_fails_before_compute(tmp_path):
 
 
 @pytest.mark.slow
-def test_place_settle_compact_route_writes_the_compaction_outputs(tmp_path):
+@pytest.mark.chaotic
+def test_place_settle_compact_route_writes_the_compaction_outputs(tmp_path, chaos, smoke_bed):
     run = tmp_path / "run"
-    electrodem("+experiment=smoke_compact", f"hydra.run.dir={run}")
+    # place -> settle ran once for this chaos case (the shared smoke bed); the route resumes after them.
+    electrodem("+experiment=smoke_compact", *chaos.overrides(), f"resume_from={smoke_bed(chaos)}",
+               f"hydra.run.dir={run}")
     outputs = ("compaction.csv", "compaction_pressure_porosity.png", "metrics.json",
                "snapshots/02_compact.npz")
     for f in outputs:

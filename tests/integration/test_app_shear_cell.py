@@ -56,7 +56,8 @@ def test_bad_shear_values_fail_before_compute(tmp_path):
 
 
 @pytest.mark.slow
-def test_shear_cell_experiment_writes_metrics_csv_plot_and_render(tmp_path):
+@pytest.mark.chaotic
+def test_shear_cell_experiment_writes_metrics_csv_plot_and_render(tmp_path, chaos):
     run = tmp_path / "run"
     samples, strain, rate = 10, 0.3, 2.0e4
     electrodem(
@@ -64,6 +65,7 @@ def test_shear_cell_experiment_writes_metrics_csv_plot_and_render(tmp_path):
         f"shear.samples={samples}",
         f"shear.strain={strain}",
         f"shear.shear_rate_per_s={rate}",
+        *chaos.overrides(),
         f"hydra.run.dir={run}",
     )
     for f in (

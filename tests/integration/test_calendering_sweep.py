@@ -54,7 +54,8 @@ def test_tradeoff_csv_and_plot_from_job_metrics(tmp_path):
 
 
 @pytest.mark.slow
-def test_two_point_calendering_sweep_writes_summary_and_tradeoff(tmp_path):
+@pytest.mark.chaotic
+def test_two_point_calendering_sweep_writes_summary_and_tradeoff(tmp_path, chaos, smoke_bed):
     sweep = tmp_path / "sweep"
     env = {**os.environ, "HYDRA_FULL_ERROR": "0"}
     # Where the gauge porosity at the plate still meets the target to 2e-3 (below ~0.35 flattened
@@ -63,6 +64,8 @@ def test_two_point_calendering_sweep_writes_summary_and_tradeoff(tmp_path):
     args = [
         "+experiment=calendering_sweep",
         "compact.target_porosity=" + ",".join(map(str, targets)),
+        *chaos.overrides(),
+        f"resume_from={smoke_bed(chaos)}",  # both jobs start from the shared settled bed
         f"hydra.sweep.dir={sweep}",
     ]
     p = subprocess.run(

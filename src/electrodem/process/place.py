@@ -42,16 +42,25 @@ class PlaceParams:
         monodisperse spheres; polydisperse mixtures go higher).
     max_rounds: rounds of batch proposals per radius band before giving up (each round gives every
         pending particle up to 2000 tries when few remain).
+    position_perturbation_rel: every placed coordinate moves by u x this x the box length along it,
+        u uniform in [-1, 1] (0 = none). For robustness checks of chaotic trajectories (the test
+        suite's ``--chaos`` matrix uses 1e-12): a result that changes beyond its stated tolerance
+        under such a perturbation depends on round-off, not on physics.
     """
 
     packing_fraction: float = 0.30
     max_rounds: int = 400
+    position_perturbation_rel: float = 0.0
 
     def __post_init__(self) -> None:
         require(0.0 < self.packing_fraction <= 0.45, "place.packing_fraction", self.packing_fraction,
                 "a loose packing fraction in (0, 0.45] (random sequential addition jams above that)")
         require(isinstance(self.max_rounds, int) and self.max_rounds > 0, "place.max_rounds",
                 self.max_rounds, "a positive integer")
+        v = self.position_perturbation_rel
+        require(isinstance(v, (int, float)) and not isinstance(v, bool) and 0.0 <= v <= 1e-9,
+                "place.position_perturbation_rel", v,
+                "a relative perturbation in [0, 1e-9] (far below any gap RSA leaves)")
 
 
 def _min_image(d: np.ndarray, box: np.ndarray) -> np.ndarray:
@@ -102,6 +111,17 @@ def _self_conflicts(pos: np.ndarray, rad: np.ndarray, box: np.ndarray, boxsize: 
         hit = d < rad[pairs[:, 0]] + rad[pairs[:, 1]]
         bad[np.maximum(pairs[hit, 0], pairs[hit, 1])] = True
     return bad
+
+
+def perturb_positions(pos: np.ndarray, radii: np.ndarray, box: np.ndarray, rel: float,
+                      seed: int) -> np.ndarray:
+    """``pos`` + u x ``rel`` x ``box`` per coordinate (m), u uniform in [-1, 1] from a generator of its
+    own (seeded by ``seed``, so the placement draws stay untouched); no particle is pushed below the
+    collector plane (z >= r)."""
+    u = np.random.default_rng([seed, 0x5EED]).uniform(-1.0, 1.0, pos.shape)
+    out = pos + u * rel * np.asarray(box, dtype=float)[None, :]
+    out[:, 2] = np.maximum(out[:, 2], np.minimum(pos[:, 2], radii))
+    return out
 
 
 def place(pop: Population, box_x_m: float, box_y_m: float, params: PlaceParams, seed: int,
@@ -176,6 +196,8 @@ def place(pop: Population, box_x_m: float, box_y_m: float, params: PlaceParams, 
                 f"{params.max_rounds} rounds at place.packing_fraction={params.packing_fraction}; "
                 f"lower place.packing_fraction")
     bar.close()
+    if params.position_perturbation_rel > 0.0:
+        pos = perturb_positions(pos, r, box, params.position_perturbation_rel, seed)
     log.info("placed %d particles in %d rounds, loose height %.4g µm", n, rounds_used, height * 1e6)
     return Microstructure(
         positions_m=pos,
@@ -188,6 +210,7 @@ def place(pop: Population, box_x_m: float, box_y_m: float, params: PlaceParams, 
             "stage": "place",
             "place": {"method": "random sequential addition, largest first, banded k-d trees",
                       "packing_fraction": params.packing_fraction, "rounds": rounds_used,
-                      "loose_height_um": height * 1e6, "seed": seed},
+                      "loose_height_um": height * 1e6, "seed": seed,
+                      "position_perturbation_rel": params.position_perturbation_rel},
         },
     )
