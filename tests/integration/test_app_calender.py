@@ -24,12 +24,13 @@ def electrodem(*args: str, check: bool = True) -> subprocess.CompletedProcess:
 
 @pytest.mark.parametrize(("override", "key", "allowed"), [
     ("calender.control=speed", "calender.control", "target_porosity"),
-    ("calender.gap_um=-5", "calender.gap_um", "a gap > 0"),
+    ("calender.control=gap calender.gap_um=-5", "calender.gap_um", "a gap > 0"),
+    ("calender.gap_fraction=1.5", "calender.gap_fraction", "(0, 1]"),
     ("+calender.yield_pressure_Pa.graphite=1e8", "calender.yield_pressure_Pa.graphite", "nmc811"),
 ])
 def test_bad_calender_value_fails_before_compute(tmp_path, override, key, allowed):
     run = tmp_path / "bad"
-    p = electrodem("+experiment=smoke_calender", override, f"hydra.run.dir={run}", check=False)
+    p = electrodem("+experiment=smoke_calender", *override.split(), f"hydra.run.dir={run}", check=False)
     assert p.returncode == 2, p.stderr
     assert key in p.stderr and allowed in p.stderr, p.stderr
     assert not (run / "snapshots").exists()
