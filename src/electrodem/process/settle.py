@@ -597,6 +597,7 @@ def settle(
         phases.append({"gravity_m_per_s2": g_final, "steps": res.steps})
         converged = res.stopped_by == "until"
     ke_ratio, unbalanced, moving = balance(sim)
+    p_cc, p_w = load_balance(sim)
     diag = sim.diagnostics()
     st = sim.state()
     contacts = sim.contacts()
@@ -629,8 +630,8 @@ def settle(
         "unbalanced_force_ratio": unbalanced,
         "moving_particles": moving,
         "kinetic_energy_per_particle_J": diag["kinetic_energy_J"] / micro.n,
-        "current_collector_pressure_Pa": load_balance(sim)[0],
-        "weight_pressure_Pa": load_balance(sim)[1],
+        "current_collector_pressure_Pa": p_cc,
+        "weight_pressure_Pa": p_w,
         "converged": bool(converged),
         "shortcuts": shortcuts,
         "n_particles": int(micro.n),
