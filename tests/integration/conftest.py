@@ -24,7 +24,7 @@ def smoke_bed(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Path]:
     """``smoke_bed(chaos) -> checkpoint.npz`` of the settled bed of that chaos case (made on first use)."""
     beds: dict[object, Path] = {}
 
-    def get(chaos) -> Path:  # noqa: ANN001 - the conftest's Chaos
+    def get(chaos) -> Path:  # chaos: the root conftest's Chaos
         if chaos not in beds:
             run = tmp_path_factory.mktemp(f"smoke_bed_{chaos.id}") / "run"
             env = {**os.environ, "PYVISTA_OFF_SCREEN": "true", "HYDRA_FULL_ERROR": "0"}
