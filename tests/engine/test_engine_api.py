@@ -80,12 +80,14 @@ def test_capacity_grows_and_particles_keep_their_state():
     sim = _column(30)
     sim.run(steps=200, progress=False)
     before = sim.state()
-    k = np.arange(500)
-    new = np.column_stack([(k % 4 + 0.5) * 2.4e-3, (k // 4 % 4 + 0.5) * 2.4e-3, 0.03 + (k // 16) * 2.4e-3])
-    ids = sim.add_particles(new, 1e-3, "glass")
-    assert sim.n == 530 and sim._store.cap >= 530
+    cap = sim._store.cap
+    m = cap - 30 + 100  # enough to outgrow the store
+    k = np.arange(m)
+    new = np.column_stack([(k % 10 + 0.5) * 1e-3, (k // 10 % 10 + 0.5) * 1e-3, 0.03 + (k // 100) * 1e-3])
+    ids = sim.add_particles(new, 0.4e-3, "glass")
+    assert sim.n == 30 + m and sim._store.cap > cap
     after = sim.state()
-    assert np.array_equal(after["ids"][:30], before["ids"]) and np.array_equal(ids, np.arange(30, 530))
+    assert np.array_equal(after["ids"][:30], before["ids"]) and np.array_equal(ids, np.arange(30, 30 + m))
     assert np.allclose(after["positions_m"][:30], before["positions_m"])
     sim.run(steps=100, progress=False)
     assert sim.diagnostics()["non_finite_particles"] == 0

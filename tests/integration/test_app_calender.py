@@ -41,8 +41,8 @@ def test_bad_calender_value_fails_before_compute(tmp_path, override, key, allowe
 def test_place_settle_calender_route_writes_the_calendering_outputs(tmp_path, chaos, smoke_bed):
     run = tmp_path / "run"
     # place -> settle ran once for this chaos case (the shared smoke bed); the route resumes after them.
-    electrodem("+experiment=smoke_calender", *chaos.overrides(), f"resume_from={smoke_bed(chaos)}",
-               f"hydra.run.dir={run}")
+    bed = smoke_bed(chaos) / "snapshots" / "01_settle.npz"
+    electrodem("+experiment=smoke_calender", *chaos.overrides(), f"resume_from={bed}", f"hydra.run.dir={run}")
     outputs = ("calendering_passes.csv", "calendering_curve.csv", "calendering_pressure_porosity.png",
                "metrics.json", "snapshots/02_calender.npz")
     for f in outputs:

@@ -65,7 +65,7 @@ def test_two_point_calendering_sweep_writes_summary_and_tradeoff(tmp_path, chaos
         "+experiment=calendering_sweep",
         "compact.target_porosity=" + ",".join(map(str, targets)),
         *chaos.overrides(),
-        f"resume_from={smoke_bed(chaos)}",  # both jobs start from the shared settled bed
+        f"resume_from={smoke_bed(chaos) / 'snapshots' / '01_settle.npz'}",  # the shared settled bed
         f"hydra.sweep.dir={sweep}",
     ]
     p = subprocess.run(

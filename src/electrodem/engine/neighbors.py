@@ -32,19 +32,24 @@ import numpy as np
 import taichi as ti
 
 from electrodem.engine.scan import exclusive_scan, scratch_size
-from electrodem.engine.state import D_LE_SHIFT, acquire, release, round_capacity
+from electrodem.engine.state import D_LE_SHIFT, MIN_CAPACITY, acquire, release, round_capacity
 from electrodem.engine.walls import MAX_WALLS
 
 LEVEL_RATIO = 2.0
+MIN_CELLS = 64 * MIN_CAPACITY
+"""Smallest cell-grid capacity (see `electrodem.engine.state.MIN_CAPACITY`; ~0.5 MB)."""
+DENSE_PAIRS_PER_PARTICLE = 3
+"""First pair capacity per particle: a settled frictional bed has ~2.5 neighbour pairs (contacts within
+the skin) per particle; sizing for it up front spares the recompilations of a growing store."""
 MAX_LEVELS = 16
 
 
 def pair_capacity(m: int) -> int:
-    """Pair capacities are k 2^e with k in 8..15 (>= 1024): at most 1/8 above the request, and few
-    distinct sizes so that stores can be reused."""
-    m = max(int(m), 1024)
-    e = max(m.bit_length() - 4, 0)
-    return -(-m // (1 << e)) << e
+    """Pair capacities are 2^e or 1.5 x 2^e (>= 16 `MIN_CAPACITY`): at most 1/2 above the request,
+    and few distinct sizes so that stores can be reused (see `electrodem.engine.state.MIN_CAPACITY`)."""
+    m = max(int(m), 16 * MIN_CAPACITY)
+    p = 1 << (m - 1).bit_length()
+    return 3 * p // 4 if 3 * p // 4 >= m else p
 
 
 @ti.func
@@ -596,7 +601,7 @@ class NeighborList:
         self, s: object, n: int, box: np.ndarray, periodic: tuple[bool, ...]
     ) -> tuple[np.ndarray, np.ndarray, int]:
         if self.cells is None:
-            self.cells = acquire(CellStore, 4096, round_capacity(max(n, 4096)), self.real)
+            self.cells = acquire(CellStore, MIN_CELLS, round_capacity(max(n, MIN_CELLS)), self.real)
         _bbox(s, self.cells, n)
         bb = self.cells.bbox.to_numpy().astype(np.float64)
         ginfo = np.zeros((MAX_LEVELS, 6))
@@ -641,7 +646,10 @@ class NeighborList:
         if n_cells > self.cells.n_cells_cap or max(n, n_cells) > self.cells.scan_cap:
             release(self.cells)
             self.cells = acquire(
-                CellStore, round_capacity(n_cells), round_capacity(max(n, n_cells)), self.real
+                CellStore,
+                round_capacity(max(n_cells, MIN_CELLS)),
+                round_capacity(max(n, n_cells, MIN_CELLS)),
+                self.real,
             )
         c = self.cells
         np_real = np.float64 if self.real == ti.f64 else np.float32
@@ -656,8 +664,9 @@ class NeighborList:
 
         n_old, p_old = self.n, self.n_pairs
         if self.pairs is None:
-            # Sized by the first count below (the store grows then), not by a guess per particle.
-            self.pairs = self._new_pairs(n, 1024)
+            # Sized for a packed bed from the start (most runs pack what they start with: settling,
+            # pressing); the count below grows it if needed.
+            self.pairs = self._new_pairs(n, DENSE_PAIRS_PER_PARTICLE * n)
             n_old = p_old = 0
         elif n > self.pairs.n_cap:
             self._grow_pairs(n, self.pairs.p_cap, keep_current=True)
@@ -666,7 +675,9 @@ class NeighborList:
         _pairs(s, c, p, n, self.n_levels, self.skin_m, False, lees)
         total = exclusive_scan(s.nb_count, p.start, c.bsum, n)  # type: ignore[attr-defined]
         if total > p.p_cap:
-            self._grow_pairs(n, total + total // 5 + 1024, keep_current=False)
+            # At least double: every new capacity recompiles each kernel that touches the pairs
+            # (~3 s a set on a CPU).
+            self._grow_pairs(n, max(total + total // 4, 2 * p.p_cap), keep_current=False)
             p = self.pairs
             exclusive_scan(s.nb_count, p.start, c.bsum, n)  # type: ignore[attr-defined]
         _pairs(s, c, p, n, self.n_levels, self.skin_m, True, lees)

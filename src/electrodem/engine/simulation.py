@@ -249,18 +249,25 @@ class Simulation:
     # ------------------------------------------------------------------ storage
     def _alloc_store(self, cap: int) -> None:
         """Take a store of at least ``cap`` particles (from the pool), carrying over what the old one held."""
-        from electrodem.engine.state import ParticleStore, acquire, release, round_capacity
+        from electrodem.engine.state import (
+            ParticleStore,
+            acquire,
+            material_slots,
+            release,
+            round_capacity,
+            wall_slots,
+        )
 
         old = self._store
         self._store = acquire(
             ParticleStore,
             round_capacity(cap),
-            len(self.materials.materials),
+            material_slots(len(self.materials.materials)),
             self.real,
             self.contact.rolling == "epsd",
             self.contact.normal == "thornton_ning",
             self.record_wall_forces,
-            max(1, len(self.walls)),
+            wall_slots(len(self.walls)),
         )
         self._write_globals()
         if old is None:
@@ -292,7 +299,14 @@ class Simulation:
         s.walls.from_numpy(table.astype(self.np_real))
         s.wmode.from_numpy(mode)
         s.wmat.from_numpy(mat)
-        s.table.from_numpy(self._kernel_table().astype(self.np_real))
+        self._upload_table()
+
+    def _upload_table(self) -> None:
+        """Copy `_kernel_table` into the store's (padded) pair table."""
+        t = self._kernel_table()
+        full = np.zeros(self._store.table.shape)
+        full[: t.shape[0], : t.shape[1]] = t
+        self._store.table.from_numpy(full.astype(self.np_real))
 
     def _kernel_table(self) -> np.ndarray:
         """The pair table plus the dashpot coefficients the kernels use (see `state.TABLE_COLS`)."""
@@ -611,7 +625,7 @@ class Simulation:
         if not (temperature_K > 0 and math.isfinite(temperature_K)):
             raise ConfigError("temperature_K", temperature_K, "finite > 0 (K)")
         self.temperature_K = float(temperature_K)
-        self._store.table.from_numpy(self._kernel_table().astype(self.np_real))
+        self._upload_table()
         if self.contact.normal == "thornton_ning":
             # The stored forces used the old yield pressures: recompute them before the next kick.
             self._forces_valid = False

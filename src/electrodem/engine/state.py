@@ -68,9 +68,30 @@ read, see `electrodem.engine.integrate._move_wall`), then that last displacement
 N_WWORK = 4
 
 
+MIN_CAPACITY = 1024
+"""Smallest store capacity (particles, cells). Taichi compiles every kernel anew for each store object
+it is handed, and its on-disk cache does not help there (the cache key holds the store's field ids,
+which depend on everything the process allocated before), so each new store costs seconds of LLVM
+compilation, far more than the kernels then run on a small system. Coarse capacities let every small
+simulation of a process reuse one pooled store; the kernels loop over the particles present, not the
+capacity."""
+MATERIAL_SLOTS = 8
+"""Pair tables are allocated for a multiple of this many materials (same reason; the table is tiny)."""
+
+
 def round_capacity(n: int) -> int:
-    """Capacities are powers of two (>= 64) so that stores of similar size can be reused."""
-    return max(64, 1 << (max(int(n), 1) - 1).bit_length())
+    """Capacities are powers of two (>= `MIN_CAPACITY`) so that stores of similar size can be reused."""
+    return max(MIN_CAPACITY, 1 << (max(int(n), 1) - 1).bit_length())
+
+
+def material_slots(n_materials: int) -> int:
+    """Rows (and columns) of a store's pair table for ``n_materials``: a multiple of `MATERIAL_SLOTS`."""
+    return MATERIAL_SLOTS * max(1, -(-int(n_materials) // MATERIAL_SLOTS))
+
+
+def wall_slots(n_walls: int) -> int:
+    """Columns of the per-particle wall-force scratch for ``n_walls``: a power of two, at most MAX_WALLS."""
+    return min(MAX_WALLS, 1 << (max(int(n_walls), 1) - 1).bit_length())
 
 
 _POOL: dict[tuple[Any, ...], list[Any]] = {}
