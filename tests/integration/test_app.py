@@ -103,7 +103,13 @@ def test_analyse_recomputes_a_saved_run(tmp_path, config_dir):
 @pytest.mark.chaotic
 def test_settle_route_settles_the_bed(tmp_path, chaos):
     """The settling route (place -> settle -> analyse) on the smoke RVE: a settled, denser bed whose
-    shortcuts are named in metrics.json, and a two-stage ParaView series."""
+    shortcuts are named in metrics.json, and a two-stage ParaView series.
+
+    The C65 bound: with the default JKR adhesion the median C65 height was 0.284, 0.285 and 0.271 of the
+    bed top for seeds 0, 1, 2 (mean 0.280, standard deviation 0.008); without cohesion it is 0.01-0.02
+    (the fines sift through the NMC skeleton to the collector). 0.2 lies 10 standard deviations below
+    the adhesive mean and 10x above the non-cohesive value: it tells the two regimes apart without
+    resting on one trajectory (it was 0.25, 2-4 standard deviations from the measured values)."""
     run = tmp_path / "run"
     electrodem("+experiment=smoke", "route=place_settle", *chaos.overrides(), f"hydra.run.dir={run}",
                timeout=600)
@@ -124,4 +130,4 @@ def test_settle_route_settles_the_bed(tmp_path, chaos):
     micro = Microstructure.load(run / "snapshots" / "01_settle.npz")
     cb = [k for k, sp in enumerate(micro.species) if sp.role == "CB"]
     z_cb = micro.positions_m[np.isin(micro.species_id, cb), 2]
-    assert np.median(z_cb) > 0.25 * micro.top_m()
+    assert np.median(z_cb) > 0.2 * micro.top_m()
