@@ -93,6 +93,30 @@ def test_capacity_grows_and_particles_keep_their_state():
     assert sim.diagnostics()["non_finite_particles"] == 0
 
 
+def test_small_simulations_of_other_sizes_share_pooled_stores():
+    """Kernels compile per store object (docs/engine.md, "Storage and compilation"): a later simulation
+    of another particle count, material count and pair count must get the same stores back from the
+    pool, and the pair capacities stay within 1.5x of what is asked."""
+    from electrodem.engine.neighbors import pair_capacity
+
+    first = _column(30)
+    first.run(steps=20, progress=False)
+    stores = (first._store, first._nl.pairs, first._nl.cells)
+    first.free()
+    other = Material("steel", 7800.0, 2e7, 0.3)
+    second = Simulation([MAT, other, Material("grit", 2000.0, 1e7, 0.25)], box_m=(0.01, 0.01, 0.05),
+                        walls=[Wall((0, 0, 0), (0, 0, 1), "steel", name="floor")])
+    k = np.arange(400)
+    lattice = np.column_stack([k % 8, k // 8 % 8, k // 64]) + 0.5
+    second.add_particles(lattice * 1.25e-3, 0.6e-3, [("glass", "steel", "grit")[i % 3] for i in k])
+    second.run(steps=20, progress=False)
+    assert (second._store, second._nl.pairs, second._nl.cells) == stores
+    for m in (1, 16_384, 16_385, 24_577, 10**6, 3 * 2**20 + 1):
+        cap = pair_capacity(m)
+        top = 1 << (cap.bit_length() - 1)
+        assert m <= cap <= max(1.5 * m, 16_384) and cap in (top, 3 * top // 2)
+
+
 def _stack(walls, **kw) -> Simulation:
     """16 columns of 4 spheres (r = 1 mm) on a square lattice in a periodic 8.08 mm box, 5 um apart
     vertically: each column is a chain of Hertz contacts, so loads and stiffnesses are exact."""

@@ -39,8 +39,9 @@ LEVEL_RATIO = 2.0
 MIN_CELLS = 64 * MIN_CAPACITY
 """Smallest cell-grid capacity (see `electrodem.engine.state.MIN_CAPACITY`; ~0.5 MB)."""
 DENSE_PAIRS_PER_PARTICLE = 3
-"""First pair capacity per particle: a settled frictional bed has ~2.5 neighbour pairs (contacts within
-the skin) per particle; sizing for it up front spares the recompilations of a growing store."""
+"""First pair capacity per particle. Packed beds hold ~3 (the smoke settle) to 4.5 (the bidisperse
+benchmark bed) neighbour pairs per particle, skin included; sizing for them up front spares most
+recompilations of a growing store (a loose bed starts far below)."""
 MAX_LEVELS = 16
 
 
