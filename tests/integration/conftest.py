@@ -13,13 +13,11 @@ settled once per run.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from cli_run import electrodem
 
 
 @pytest.fixture(scope="session")
@@ -31,11 +29,7 @@ def smoke_bed(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Path]:
     def get(chaos) -> Path:  # chaos: the root conftest's Chaos
         if chaos not in beds:
             run = tmp_path_factory.mktemp(f"smoke_bed_{chaos.id}") / "run"
-            env = {**os.environ, "PYVISTA_OFF_SCREEN": "true", "HYDRA_FULL_ERROR": "0"}
-            args = ["+experiment=smoke_compact", *chaos.overrides(), f"hydra.run.dir={run}"]
-            p = subprocess.run([sys.executable, "-m", "electrodem.cli", *args], capture_output=True,
-                               text=True, env=env, timeout=600)
-            assert p.returncode == 0, f"the shared smoke compaction run failed:\n{p.stdout}\n{p.stderr}"
+            electrodem("+experiment=smoke_compact", *chaos.overrides(), f"hydra.run.dir={run}")
             beds[chaos] = run
         return beds[chaos]
 

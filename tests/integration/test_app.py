@@ -4,26 +4,15 @@ from __future__ import annotations
 
 import csv
 import json
-import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
+from cli_run import electrodem
 
 from electrodem.io.snapshot import Microstructure
 from electrodem.io.vtk import read_pvd, read_vtu
 
 SMOKE = ["+experiment=smoke", "route=place"]
-
-
-def electrodem(*args: str, check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYVISTA_OFF_SCREEN": "true", "HYDRA_FULL_ERROR": "0"}
-    p = subprocess.run([sys.executable, "-m", "electrodem.cli", *args], capture_output=True, text=True,
-                       env=env, timeout=timeout)
-    if check and p.returncode != 0:
-        raise AssertionError(f"electrodem {' '.join(args)} failed ({p.returncode}):\n{p.stdout}\n{p.stderr}")
-    return p
 
 
 def test_run_writes_the_documented_outputs(tmp_path):

@@ -5,20 +5,9 @@ from __future__ import annotations
 
 import csv
 import json
-import os
-import subprocess
-import sys
 
 import pytest
-
-
-def electrodem(*args: str, check: bool = True) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYVISTA_OFF_SCREEN": "true", "HYDRA_FULL_ERROR": "0"}
-    p = subprocess.run([sys.executable, "-m", "electrodem.cli", *args], capture_output=True, text=True,
-                       env=env, timeout=600)
-    if check and p.returncode != 0:
-        raise AssertionError(f"electrodem {' '.join(args)} failed ({p.returncode}):\n{p.stdout}\n{p.stderr}")
-    return p
+from cli_run import electrodem
 
 
 def test_bad_compact_value_fails_before_compute(tmp_path):

@@ -6,25 +6,13 @@ from __future__ import annotations
 
 import csv
 import json
-import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
+from cli_run import electrodem
 
 from electrodem.io.snapshot import Microstructure, Species
 from electrodem.process.shear_mix import image_overlaps
-
-
-def electrodem(*args: str, check: bool = True) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYVISTA_OFF_SCREEN": "true", "HYDRA_FULL_ERROR": "0"}
-    p = subprocess.run(
-        [sys.executable, "-m", "electrodem.cli", *args], capture_output=True, text=True, env=env, timeout=600
-    )
-    if check and p.returncode != 0:
-        raise AssertionError(f"electrodem {' '.join(args)} failed ({p.returncode}):\n{p.stdout}\n{p.stderr}")
-    return p
 
 
 def _pair(z_top_m: float) -> Microstructure:

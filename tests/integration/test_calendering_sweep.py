@@ -6,11 +6,9 @@ from __future__ import annotations
 
 import csv
 import json
-import os
-import subprocess
-import sys
 
 import pytest
+from cli_run import electrodem
 
 from electrodem.app.sweep import TRADEOFF_COLUMNS, headline_row, write_calendering_tradeoff, write_summary
 
@@ -57,7 +55,6 @@ def test_tradeoff_csv_and_plot_from_job_metrics(tmp_path):
 @pytest.mark.chaotic
 def test_two_point_calendering_sweep_writes_summary_and_tradeoff(tmp_path, chaos, smoke_bed):
     sweep = tmp_path / "sweep"
-    env = {**os.environ, "HYDRA_FULL_ERROR": "0"}
     # Where the gauge porosity at the plate still meets the target to 2e-3 (below ~0.35 flattened
     # fines stick out above the plate's plane: see the experiment file).
     targets = (0.45, 0.40)
@@ -68,10 +65,7 @@ def test_two_point_calendering_sweep_writes_summary_and_tradeoff(tmp_path, chaos
         f"resume_from={smoke_bed(chaos) / 'snapshots' / '01_settle.npz'}",  # the shared settled bed
         f"hydra.sweep.dir={sweep}",
     ]
-    p = subprocess.run(
-        [sys.executable, "-m", "electrodem.cli", *args], capture_output=True, text=True, env=env, timeout=600
-    )
-    assert p.returncode == 0, f"{p.stdout}\n{p.stderr}"
+    electrodem(*args)
     with (sweep / "summary.csv").open() as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == 2
