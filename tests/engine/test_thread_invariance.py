@@ -27,6 +27,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 SCRIPT = r'''
 import json, sys
@@ -75,6 +76,7 @@ def _run(threads: int, out: Path) -> dict:
     return json.loads(p.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.slow
 def test_a_cohesive_plastic_bed_is_bitwise_the_same_at_one_and_two_threads(tmp_path):
     one = _run(1, tmp_path / "t1.npz")
     two = _run(2, tmp_path / "t2.npz")

@@ -29,7 +29,8 @@ def smoke_bed(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Path]:
     def get(chaos) -> Path:  # chaos: the root conftest's Chaos
         if chaos not in beds:
             run = tmp_path_factory.mktemp(f"smoke_bed_{chaos.id}") / "run"
-            electrodem("+experiment=smoke_compact", *chaos.overrides(), f"hydra.run.dir={run}")
+            electrodem("+experiment=smoke_compact", *chaos.overrides(), f"hydra.run.dir={run}",
+                       in_process=True)
             beds[chaos] = run
         return beds[chaos]
 

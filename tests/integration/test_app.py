@@ -101,7 +101,7 @@ def test_settle_route_settles_the_bed(tmp_path, chaos):
     resting on one trajectory (it was 0.25, 2-4 standard deviations from the measured values)."""
     run = tmp_path / "run"
     electrodem("+experiment=smoke", "route=place_settle", *chaos.overrides(), f"hydra.run.dir={run}",
-               timeout=600)
+               in_process=True)
     m = json.loads((run / "metrics.json").read_text())
     settle = m["steps"]["settle"]
     assert settle["converged"] is True

@@ -31,7 +31,8 @@ def test_place_settle_calender_route_writes_the_calendering_outputs(tmp_path, ch
     run = tmp_path / "run"
     # place -> settle ran once for this chaos case (the shared smoke bed); the route resumes after them.
     bed = smoke_bed(chaos) / "snapshots" / "01_settle.npz"
-    electrodem("+experiment=smoke_calender", *chaos.overrides(), f"resume_from={bed}", f"hydra.run.dir={run}")
+    electrodem("+experiment=smoke_calender", *chaos.overrides(), f"resume_from={bed}", f"hydra.run.dir={run}",
+               in_process=True)
     outputs = ("calendering_passes.csv", "calendering_curve.csv", "calendering_pressure_porosity.png",
                "metrics.json", "snapshots/02_calender.npz")
     for f in outputs:

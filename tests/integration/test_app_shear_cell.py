@@ -55,6 +55,7 @@ def test_shear_cell_experiment_writes_metrics_csv_plot_and_render(tmp_path, chao
         f"shear.shear_rate_per_s={rate}",
         *chaos.overrides(),
         f"hydra.run.dir={run}",
+        in_process=True,
     )
     for f in (
         "metrics.json",

@@ -65,7 +65,7 @@ def test_two_point_calendering_sweep_writes_summary_and_tradeoff(tmp_path, chaos
         f"resume_from={smoke_bed(chaos) / 'snapshots' / '01_settle.npz'}",  # the shared settled bed
         f"hydra.sweep.dir={sweep}",
     ]
-    electrodem(*args)
+    electrodem(*args, in_process=True)
     with (sweep / "summary.csv").open() as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == 2
