@@ -63,7 +63,8 @@ def analyse_main(argv: list[str]) -> int:
     from electrodem.analysis.report import AnalysisParams, analyse, format_table
     from electrodem.app.runner import _json_safe
     from electrodem.app.schema import build
-    from electrodem.io.snapshot import Microstructure
+    from electrodem.config.errors import ConfigError
+    from electrodem.io.snapshot import Microstructure, SnapshotError
 
     snap = a.run_dir / "microstructure.npz"
     if not snap.is_file():
@@ -72,8 +73,16 @@ def analyse_main(argv: list[str]) -> int:
     if out.exists() and not a.overwrite:
         p.error(f"{out} exists; pass --overwrite or --out")
     pfile = a.params or config_dir() / "analysis" / "default.yaml"
-    params = build(AnalysisParams, yaml.safe_load(pfile.read_text()) or {}, "analysis")
-    micro = Microstructure.load(snap)
+    if not pfile.is_file():
+        p.error(f"--params {pfile}: no such file")
+    try:
+        params = build(AnalysisParams, yaml.safe_load(pfile.read_text()) or {}, "analysis")
+    except (ConfigError, yaml.YAMLError) as e:
+        p.error(f"--params {pfile}: {str(e).splitlines()[0]}")
+    try:
+        micro = Microstructure.load(snap)
+    except SnapshotError as e:  # one line naming the file and what is wrong, exit code 2
+        p.error(str(e))
     analysis = analyse(micro, params)
     metrics = _json_safe({"composition": analysis.pop("composition"), "analysis": analysis})
     out.write_text(json.dumps(metrics, indent=2))

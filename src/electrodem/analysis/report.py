@@ -47,7 +47,7 @@ from electrodem.analysis.contacts import ContactGraph, build_contact_graph, phas
 from electrodem.analysis.percolation import NOT_APPLICABLE_IONIC, percolation_analysis
 from electrodem.analysis.profiles import sphere_volume_below_m3
 from electrodem.analysis.resistor import resistor_conductivity
-from electrodem.config.errors import ConfigError
+from electrodem.config.errors import ConfigError, require_known_keys
 from electrodem.io.snapshot import Microstructure
 
 __all__ = ["AnalysisParams", "analyse", "format_table", "write_metrics"]
@@ -142,10 +142,7 @@ class AnalysisParams:
     def from_dict(cls, cfg: dict[str, Any] | None) -> AnalysisParams:
         """Build from a config mapping (e.g. ``configs/analysis/*.yaml``), refusing unknown keys."""
         cfg = dict(cfg or {})
-        names = {f.name for f in fields(cls)}
-        for k, v in cfg.items():
-            if k not in names:
-                raise _err(k, v, f"a known key: {sorted(names)}")
+        require_known_keys(cfg, (f.name for f in fields(cls)), "analysis")
         return cls(**cfg)
 
 

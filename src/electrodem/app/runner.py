@@ -22,8 +22,9 @@ from omegaconf import DictConfig, OmegaConf
 
 from electrodem.analysis.composition import composition_metrics
 from electrodem.app.schema import RunConfig, validate
+from electrodem.config.errors import ConfigError
 from electrodem.io.snapshot import Microstructure
-from electrodem.io.vtk import PVDSeries, write_vtu
+from electrodem.io.vtk import PVDSeries, read_pvd, write_vtu
 from electrodem.materials.formulation import make_population
 from electrodem.process.place import place
 
@@ -297,26 +298,75 @@ def _json_safe(o: Any) -> Any:
     return o
 
 
-def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
-    """Validate ``cfg``, run its route into ``run_dir`` and return the metrics."""
-    rc = validate(cfg)  # before any compute
+RUN_OUTPUTS = ("checkpoint.npz", "engine_checkpoint.npz", "microstructure.npz", "particles.vtu",
+               "particles.pvd", "snapshots", "particles")
+"""What a run writes once it computes (resolved_config.yaml aside, written just before). A directory
+holding any of them but no metrics.json is an interrupted run; Hydra's own ``.hydra/`` and log file
+do not count (Hydra creates them before the task starts)."""
+
+
+def check_run_dir(run_dir: Path, resume_from: str | None) -> bool:
+    """Refuse to write into a directory that holds a finished or an interrupted run.
+
+    Returns True when the run resumes an interrupted run in place (``resume_from`` is a file inside
+    ``run_dir``): its outputs are then replaced stage by stage. `ConfigError` (key ``hydra.run.dir``)
+    for a finished run (``metrics.json``) and for leftovers of an interrupted one otherwise.
+    """
     run_dir = Path(run_dir)
     if (run_dir / "metrics.json").exists():
-        raise FileExistsError(f"{run_dir} already holds a finished run (metrics.json); choose another "
-                              f"hydra.run.dir instead of overwriting it")
+        raise ConfigError("hydra.run.dir", str(run_dir),
+                          "a new directory: this one already holds a finished run (metrics.json); choose "
+                          "another hydra.run.dir instead of overwriting it")
+    left = [n for n in RUN_OUTPUTS if (run_dir / n).is_file()
+            or ((run_dir / n).is_dir() and any((run_dir / n).iterdir()))]
+    if not left:
+        return False
+    if resume_from is not None and run_dir.resolve() in Path(resume_from).resolve().parents:
+        return True
+    raise ConfigError("hydra.run.dir", str(run_dir),
+                      f"a new directory or one to resume: this one holds an interrupted run "
+                      f"({', '.join(left)}, no metrics.json), which is not overwritten; pass resume_from="
+                      f"{run_dir / 'checkpoint.npz'} to resume it there, or choose another hydra.run.dir")
+
+
+def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
+    """Validate ``cfg``, run its route into ``run_dir`` and return the metrics.
+
+    Before anything is written or computed: the config is validated (``resume_from`` included), the
+    run directory is checked (`check_run_dir`) and a non-CPU engine backend is probed
+    (`electrodem.engine.arch.probe_backend`); each refusal is a one-line `ConfigError`.
+    """
+    rc = validate(cfg)  # before any compute
+    run_dir = Path(run_dir)
+    resume = cfg.get("resume_from")
+    in_place = check_run_dir(run_dir, resume)
+    if rc.engine is not None and rc.engine.arch != "cpu":
+        from electrodem.engine.arch import probe_backend
+
+        # Taichi may crash (segfault) rather than fail without the device, and only after placement
+        # has run; ask a child process first.
+        reason = probe_backend(rc.engine.arch)
+        if reason is not None:
+            raise ConfigError("engine.arch", rc.engine.arch,
+                              f"a backend this machine provides (engine=cpu runs anywhere): {reason}")
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "resolved_config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
     ctx = RunContext(rc, run_dir)
-    resume = cfg.get("resume_from")
-    if resume:
-        ctx.micro = Microstructure.load(resume)
+    if rc.resume is not None:
+        ctx.micro = rc.resume
         ctx.completed = list(ctx.micro.metadata.get("completed_stages", []))
-        if list(rc.steps[: len(ctx.completed)]) != ctx.completed:
-            raise ValueError(f"resume_from={resume!r} completed {ctx.completed}, which is not a prefix of "
-                             f"route.steps={list(rc.steps)}")
         ctx.reports.update(ctx.micro.metadata.get("step_reports", {}))
-        log.info("resuming after stages %s", ctx.completed)
+        log.info("resuming after stages %s%s", ctx.completed, " in place" if in_place else "")
     pvd = PVDSeries(run_dir / "particles.pvd")
+    if in_place and pvd.path.is_file():
+        # Keep the series of the stages the interrupted run completed (its VTUs stay where they are).
+        try:
+            # Only the stages the resumed snapshot completed: later ones (resuming from an earlier
+            # snapshot) are recomputed and added again.
+            pvd.entries = [(t, p.relative_to(run_dir).as_posix()) for t, p in read_pvd(pvd.path)
+                           if p.stem.partition("_")[2] in ctx.completed]
+        except (OSError, ValueError, SyntaxError):  # cut short while written: the series restarts
+            log.warning("%s unreadable; the series lists the resumed stages only", pvd.path)
     t_run = time.perf_counter()
     for k, step in enumerate(rc.steps):
         if step in ctx.completed:
@@ -335,14 +385,17 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
             "stage": step, "completed_stages": list(ctx.completed),
             "step_reports": _json_safe({s: r for s, r in ctx.reports.items() if s != "conversion"}),
         })
-        ctx.micro.save(run_dir / "snapshots" / f"{k:02d}_{step}.npz")
+        # Resuming in place, the interrupted run may have written this stage's snapshot (or the final
+        # files below) before it stopped: replace them; a fresh directory never holds them.
+        ctx.micro.save(run_dir / "snapshots" / f"{k:02d}_{step}.npz", overwrite=in_place)
         ctx.micro.save(run_dir / "checkpoint.npz", overwrite=True)
         if rc.output.get("vtu", True):
-            pvd.add(ctx.micro.time_s, write_vtu(ctx.micro, run_dir / "particles" / f"{k:02d}_{step}.vtu"))
+            vtu = write_vtu(ctx.micro, run_dir / "particles" / f"{k:02d}_{step}.vtu", overwrite=in_place)
+            pvd.add(ctx.micro.time_s, vtu)
     assert ctx.micro is not None
-    ctx.micro.save(run_dir / "microstructure.npz")
+    ctx.micro.save(run_dir / "microstructure.npz", overwrite=in_place)
     if rc.output.get("vtu", True):
-        write_vtu(ctx.micro, run_dir / "particles.vtu")
+        write_vtu(ctx.micro, run_dir / "particles.vtu", overwrite=in_place)
     analysis = dict(ctx.reports.get("analyse", {}))
     # The report carries the composition of the snapshot it analysed; keep one copy, at top level.
     composition = analysis.pop("composition", None) or composition_metrics(ctx.micro)

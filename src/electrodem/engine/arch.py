@@ -9,12 +9,17 @@ refuse to run, with a clear message, instead of crashing).
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
+import signal
+import subprocess
+import sys
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from electrodem.config import ConfigError
+from electrodem.config.errors import is_integer, require_known_keys
 
 ARCHS = ("cpu", "gpu", "cuda", "vulkan")
 PRECISIONS = ("f64", "f32")
@@ -59,21 +64,87 @@ class EngineOptions:
             raise ConfigError("engine.arch", self.arch, f"one of {ARCHS}")
         if self.precision not in PRECISIONS:
             raise ConfigError("engine.precision", self.precision, f"one of {PRECISIONS}")
-        if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:
+        if not is_integer(self.seed) or self.seed < 0:
             raise ConfigError("engine.seed", self.seed, "an integer >= 0")
-        if self.cpu_threads is not None and (not isinstance(self.cpu_threads, int) or self.cpu_threads < 1):
+        if self.cpu_threads is not None and (not is_integer(self.cpu_threads) or self.cpu_threads < 1):
             raise ConfigError("engine.cpu_threads", self.cpu_threads, "null or an integer >= 1")
+        for key in ("offline_cache", "debug"):
+            if not isinstance(getattr(self, key), bool):
+                raise ConfigError(f"engine.{key}", getattr(self, key), "true or false")
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> EngineOptions:
         """Build from a plain mapping (e.g. a Hydra config node converted to a dict)."""
-        known = {f for f in cls.__dataclass_fields__}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ConfigError(
-                f"engine.{unknown[0]}", d[unknown[0]], f"not a known option; known: {sorted(known)}"
-            )
+        require_known_keys(d, cls.__dataclass_fields__, "engine")
         return cls(**d)
+
+
+GPU_ARCHS = {
+    "gpu": ("cuda", "vulkan", "metal", "opengl", "gles", "dx11", "dx12", "amdgpu"),
+    "cuda": ("cuda",),
+    "vulkan": ("vulkan",),
+}
+"""Taichi architectures (``Arch.name``) that satisfy each non-CPU ``arch`` option."""
+_ARCH_LABELS = {"gpu": "GPU (CUDA, Vulkan, Metal or OpenGL)", "cuda": "CUDA", "vulkan": "Vulkan"}
+PROBE_TIMEOUT_S = 120.0
+"""Wall-clock limit (s) of the backend probe: importing Taichi and starting a GPU context take a few
+seconds; a probe that hangs longer than this counts as no usable device."""
+_PROBE_MARK = "ELECTRODEM_PROBE_ARCH="
+# The child initialises the backend and launches two of Taichi's own kernels (fill, to_numpy): a
+# device that initialises but cannot run a kernel is no more usable than one that is absent. No
+# offline cache, so the probe writes nothing to disk.
+_PROBE_CODE = f"""
+import os, sys
+os.environ.setdefault("TI_ENABLE_TORCH", "0")
+import taichi as ti
+ti.init(arch=getattr(ti, sys.argv[1]), offline_cache=False, log_level=ti.ERROR)
+x = ti.field(ti.f32, shape=4)
+x.fill(1.0)
+assert float(x.to_numpy().sum()) == 4.0, "kernel result wrong"
+print({_PROBE_MARK!r} + ti.lang.impl.current_cfg().arch.name, flush=True)
+"""
+
+
+@functools.cache
+def probe_backend(arch: str, timeout_s: float = PROBE_TIMEOUT_S) -> str | None:
+    """None when Taichi can run kernels on backend ``arch`` here, else one line saying what was found.
+
+    ``cpu`` is always usable (no probe). Other backends are tried in a child process, because Taichi
+    does not fail cleanly without the device: ``arch=gpu`` without a GPU driver dies with a
+    segmentation fault inside ``ti.init`` (after "libcuda.so lib not found"), ``cuda`` and ``vulkan``
+    fall back to the CPU with a warning. Run it before any compute, so that a run that cannot have
+    its device stops before placement. The result is cached per process (the hardware does not change
+    during a run); ``timeout_s`` bounds the child (s).
+    """
+    if arch == "cpu":
+        return None
+    if arch not in GPU_ARCHS:
+        return f"unknown arch {arch!r}; one of {ARCHS}"
+    label = _ARCH_LABELS[arch]
+    try:
+        p = subprocess.run([sys.executable, "-c", _PROBE_CODE, arch], capture_output=True, text=True,
+                           timeout=timeout_s, env={**os.environ, "TI_ENABLE_TORCH": "0"})
+    except subprocess.TimeoutExpired:
+        return f"no usable {label} device: the probe (taichi init in a child process) did not finish " \
+               f"within {timeout_s:.0f} s"
+    except OSError as e:
+        return f"the backend probe could not start a child process ({e})"
+    found = [ln[len(_PROBE_MARK):].strip() for ln in p.stdout.splitlines() if ln.startswith(_PROBE_MARK)]
+    if p.returncode == 0 and found:
+        if found[0] in GPU_ARCHS[arch]:
+            return None
+        cpu = " the CPU," if found[0] in ("x64", "arm64") else ""
+        return f"no {label} device found (taichi fell back to{cpu} {found[0]})"
+    last = next((ln.strip() for ln in reversed(p.stderr.splitlines()) if ln.strip()), "")
+    last = f"; last message: {last[:160]}" if last else ""
+    if p.returncode < 0:
+        try:
+            sig = f", {signal.Signals(-p.returncode).name}"
+        except ValueError:
+            sig = ""
+        return f"no usable {label} device: taichi's init crashed (probe child exited with " \
+               f"{p.returncode}{sig}){last}"
+    return f"no usable {label} device: the probe child exited with {p.returncode}{last}"
 
 
 _current: EngineOptions | None = None

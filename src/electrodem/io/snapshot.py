@@ -14,6 +14,8 @@ Conventions
 from __future__ import annotations
 
 import json
+import zipfile
+import zlib
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -25,6 +27,25 @@ ROLES = ("AM", "CB", "SE", "binder", "other")
 binder (PVDF, PTFE, CMC/SBR) and anything else."""
 
 FORMAT_VERSION = 1
+
+
+class SnapshotError(ValueError):
+    """A snapshot file cannot be read: missing, not an ``.npz`` archive, truncated, or not a snapshot.
+
+    ``path`` is the file, ``reason`` one line saying what is wrong with it.
+    """
+
+    def __init__(self, path: str | Path, reason: str) -> None:
+        self.path, self.reason = Path(path), reason
+        super().__init__(f"{path}: {reason}")
+
+
+def _one_line(e: BaseException) -> str:
+    """``Type: message`` of an exception, first line only (error messages stay one line)."""
+    t = type(e)
+    name = t.__name__ if t.__module__ == "builtins" else f"{t.__module__}.{t.__name__}"
+    msg = (str(e).strip().splitlines() or [""])[0]
+    return f"{name}: {msg}" if msg else name
 
 
 @dataclass(frozen=True)
@@ -211,32 +232,70 @@ class Microstructure:
 
     @classmethod
     def load(cls, path: str | Path) -> Microstructure:
-        """Read a snapshot written by `save`."""
-        with np.load(Path(path), allow_pickle=False) as z:
-            version = int(z["format_version"])
-            if version > FORMAT_VERSION:
-                raise ValueError(f"{path}: snapshot format {version} is newer than this code reads")
-            species = tuple(Species(**d) for d in json.loads(str(z["species_json"])))
-            contacts = None
-            if "contacts__i" in z.files:
-                contacts = ContactSet(**{f.name: z[f"contacts__{f.name}"] for f in fields(ContactSet)})
-            bonds = {k[len("bonds__"):]: z[k] for k in z.files if k.startswith("bonds__")} or None
-            extra = {k[len("fields__"):]: z[k] for k in z.files if k.startswith("fields__")}
-            return cls(
-                positions_m=z["positions_m"],
-                radii_m=z["radii_m"],
-                species_id=z["species_id"],
-                species=species,
-                box_m=z["box_m"],
-                periodic=tuple(bool(b) for b in z["periodic"]),
-                ids=z["ids"],
-                velocities_m_per_s=z["velocities_m_per_s"],
-                contacts=contacts,
-                bonds=bonds,
-                fields=extra,
-                metadata=json.loads(str(z["metadata_json"])),
-                time_s=float(z["time_s"]),
-            )
+        """Read a snapshot written by `save`; `SnapshotError` (one line naming the file and what is
+        wrong) when the file is missing, is no ``.npz`` archive, is truncated or lacks snapshot arrays."""
+        path = Path(path)
+        if not path.exists():
+            raise SnapshotError(path, "no such file")
+        if not path.is_file():
+            raise SnapshotError(path, "not a file")
+        if path.stat().st_size == 0:
+            raise SnapshotError(path, "empty file")
+        # np.load is handed an open file rather than the path: given a path, it leaks the file it
+        # opened when the archive turns out to be corrupt.
+        with path.open("rb") as fh:
+            try:
+                z = np.load(fh, allow_pickle=False)
+            except (zipfile.BadZipFile, EOFError) as e:
+                raise SnapshotError(path, f"truncated or corrupt .npz archive ({_one_line(e)})") from e
+            except (OSError, ValueError) as e:
+                # np.load takes anything without the zip or .npy magic for a pickle, which it refuses
+                # with a message about pickles that would mislead here.
+                raise SnapshotError(path, "not a NumPy .npz archive (no zip header)") from e
+            if not hasattr(z, "files"):  # a bare .npy array
+                raise SnapshotError(path, "a single .npy array, not an .npz snapshot")
+            try:
+                with z:
+                    return cls._from_npz(z, path)
+            except SnapshotError:
+                raise
+            except KeyError as e:
+                # NpzFile says "NAME is not a file in the archive".
+                missing = str(e.args[0] if e.args else e).split(" is not a file")[0]
+                raise SnapshotError(path, f"not an electrodem snapshot (no array {missing!r})") from e
+            except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as e:
+                raise SnapshotError(path, f"truncated or corrupt .npz archive ({_one_line(e)})") from e
+            except (ValueError, TypeError, IndexError) as e:
+                raise SnapshotError(path, f"inconsistent snapshot contents ({_one_line(e)})") from e
+
+    @classmethod
+    def _from_npz(cls, z: Any, path: Path) -> Microstructure:
+        """The snapshot held by an open ``.npz`` archive ``z`` (read from ``path``)."""
+        version = int(z["format_version"])
+        if version > FORMAT_VERSION:
+            raise SnapshotError(path, f"snapshot format {version} is newer than this code reads "
+                                      f"({FORMAT_VERSION})")
+        species = tuple(Species(**d) for d in json.loads(str(z["species_json"])))
+        contacts = None
+        if "contacts__i" in z.files:
+            contacts = ContactSet(**{f.name: z[f"contacts__{f.name}"] for f in fields(ContactSet)})
+        bonds = {k[len("bonds__"):]: z[k] for k in z.files if k.startswith("bonds__")} or None
+        extra = {k[len("fields__"):]: z[k] for k in z.files if k.startswith("fields__")}
+        return cls(
+            positions_m=z["positions_m"],
+            radii_m=z["radii_m"],
+            species_id=z["species_id"],
+            species=species,
+            box_m=z["box_m"],
+            periodic=tuple(bool(b) for b in z["periodic"]),
+            ids=z["ids"],
+            velocities_m_per_s=z["velocities_m_per_s"],
+            contacts=contacts,
+            bonds=bonds,
+            fields=extra,
+            metadata=json.loads(str(z["metadata_json"])),
+            time_s=float(z["time_s"]),
+        )
 
 
 def _json_default(o: Any) -> Any:

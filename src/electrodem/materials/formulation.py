@@ -15,12 +15,17 @@ from typing import Any
 
 import numpy as np
 
-from electrodem.config.errors import ConfigError, require
+from electrodem.config.errors import ConfigError, is_integer, is_number, require, require_known_keys
 from electrodem.io.snapshot import Species
 from electrodem.materials.library import Material
 
 WT_SUM_TOLERANCE_PCT = 0.05
 ROUTES = ("wet", "dry", "assb", "film")
+FORMULATION_KEYS = ("name", "route", "description", "components", "targets", "source")
+COMPONENT_KEYS = ("material", "wt_pct")
+TARGET_KEYS = ("areal_capacity_mAh_cm2", "porosity")
+RVE_KEYS = ("box_x_um", "box_y_um", "thickness_um", "mass_loading_mg_cm2", "areal_capacity_mAh_cm2",
+            "porosity", "max_particles")
 
 
 @dataclass(frozen=True)
@@ -45,8 +50,19 @@ class Formulation:
     @classmethod
     def from_config(cls, cfg: Mapping[str, Any], library: Mapping[str, Material]) -> Formulation:
         """Validate ``formulation`` against the material library; errors name the dotted key."""
+        require_known_keys(dict(cfg), FORMULATION_KEYS, "formulation")
         route = cfg.get("route", "wet")
-        require(route in ROUTES, "formulation.route", route, f"one of {ROUTES}")
+        require(isinstance(route, str) and route in ROUTES, "formulation.route", route, f"one of {ROUTES}")
+        targets = cfg.get("targets") or {}
+        require(isinstance(targets, Mapping), "formulation.targets", targets,
+                f"a mapping with keys among {TARGET_KEYS}")
+        require_known_keys(dict(targets), TARGET_KEYS, "formulation.targets")
+        # Typical targets of the formulation: targets.porosity is the RVE's default porosity.
+        por, q = targets.get("porosity"), targets.get("areal_capacity_mAh_cm2")
+        require(por is None or (is_number(por) and 0.0 <= por < 1.0), "formulation.targets.porosity", por,
+                "null or a porosity in [0, 1)")
+        require(q is None or (is_number(q) and q > 0), "formulation.targets.areal_capacity_mAh_cm2", q,
+                "null or a finite areal capacity > 0 (mAh/cm2)")
         comps = cfg.get("components")
         require(isinstance(comps, Mapping) and len(comps) > 0, "formulation.components", comps,
                 "a non-empty mapping slot -> {material, wt_pct}")
@@ -54,11 +70,12 @@ class Formulation:
         for slot, c in comps.items():
             key = f"formulation.components.{slot}"
             require(isinstance(c, Mapping), key, c, "a mapping {material: NAME, wt_pct: NUMBER}")
+            require_known_keys(dict(c), COMPONENT_KEYS, key)
             name = c.get("material")
-            require(name in library, f"{key}.material", name, f"a known material: {sorted(library)}")
+            require(isinstance(name, str) and name in library, f"{key}.material", name,
+                    f"a known material: {sorted(library)}")
             w = c.get("wt_pct")
-            require(isinstance(w, (int, float)) and 0 < w <= 100, f"{key}.wt_pct", w,
-                    "a mass fraction in (0, 100] wt%")
+            require(is_number(w) and 0 < w <= 100, f"{key}.wt_pct", w, "a mass fraction in (0, 100] wt%")
             out.append(Component(str(slot), library[name], float(w)))
         total = sum(c.wt_pct for c in out)
         require(abs(total - 100.0) <= WT_SUM_TOLERANCE_PCT, "formulation.components.*.wt_pct", total,
@@ -97,23 +114,25 @@ class RVESpec:
 
     @classmethod
     def from_config(cls, cfg: Mapping[str, Any], default_porosity: float | None = None) -> RVESpec:
-        """Validate the ``rve`` mapping."""
+        """Validate the ``rve`` mapping (lengths in µm; ``default_porosity`` stands in for a null
+        ``porosity``)."""
+        require_known_keys(dict(cfg), RVE_KEYS, "rve")
         for k in ("box_x_um", "box_y_um"):
             v = cfg.get(k)
-            require(isinstance(v, (int, float)) and v > 0, f"rve.{k}", v, "a length > 0 µm")
+            require(is_number(v) and v > 0, f"rve.{k}", v, "a finite length > 0 µm")
         por = cfg.get("porosity")
         if por is None:
             por = default_porosity
-        require(isinstance(por, (int, float)) and 0.0 <= por < 1.0, "rve.porosity", por,
+        require(is_number(por) and 0.0 <= por < 1.0, "rve.porosity", por,
                 "a target porosity in [0, 1) (or set formulation.targets.porosity)")
         given = {k: cfg.get(k) for k in ("thickness_um", "mass_loading_mg_cm2", "areal_capacity_mAh_cm2")}
         set_keys = [k for k, v in given.items() if v is not None]
         require(len(set_keys) == 1, "rve.{thickness_um|mass_loading_mg_cm2|areal_capacity_mAh_cm2}",
                 set_keys, "exactly one of them set (the others null)")
         k = set_keys[0]
-        require(isinstance(given[k], (int, float)) and given[k] > 0, f"rve.{k}", given[k], "a value > 0")
+        require(is_number(given[k]) and given[k] > 0, f"rve.{k}", given[k], "a finite value > 0")
         mp = cfg.get("max_particles", 2_000_000)
-        require(isinstance(mp, int) and mp > 0, "rve.max_particles", mp, "a positive integer")
+        require(is_integer(mp) and mp > 0, "rve.max_particles", mp, "a positive integer")
         return cls(float(cfg["box_x_um"]), float(cfg["box_y_um"]), float(por),
                    **{kk: (float(v) if v is not None else None) for kk, v in given.items()},
                    max_particles=mp)

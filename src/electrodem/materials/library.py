@@ -6,16 +6,18 @@ number (see ``docs/materials.md``). The Hydra config composes all of them under 
 
 from __future__ import annotations
 
-import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from electrodem.config.errors import require
+from electrodem.config.errors import is_number, require
 from electrodem.io.snapshot import ROLES, Species
 from electrodem.materials.psd import PSD
 
 _REQUIRED_POSITIVE = ("density_g_cm3", "youngs_modulus_GPa")
+_COLOR = re.compile(r"#[0-9a-fA-F]{6}(?:[0-9a-fA-F]{2})?|#[0-9a-fA-F]{3}|[A-Za-z][A-Za-z0-9 :_-]*")
+"""Colours the renders accept: hex (with alpha) or a matplotlib colour name."""
 _NON_NEGATIVE = ("electronic_conductivity_S_m", "ionic_conductivity_S_m", "specific_capacity_mAh_g")
 
 
@@ -50,21 +52,26 @@ class Material:
         key = f"material.{name}"
         cfg = dict(cfg)
         role = cfg.get("role")
-        require(role in ROLES, f"{key}.role", role, f"one of {ROLES}")
+        require(isinstance(role, str) and role in ROLES, f"{key}.role", role, f"one of {ROLES}")
+        # is_number: finite and not a bool; an inf modulus or density would pass "> 0" and reach the
+        # engine as an infinite stiffness or mass.
         for k in _REQUIRED_POSITIVE:
             v = cfg.get(k)
-            require(isinstance(v, (int, float)) and v > 0, f"{key}.{k}", v, "a number > 0")
+            require(is_number(v) and v > 0, f"{key}.{k}", v, "a finite number > 0")
         nu = cfg.get("poisson_ratio", 0.3)
-        require(isinstance(nu, (int, float)) and -1.0 < nu < 0.5, f"{key}.poisson_ratio", nu,
-                "a number in (-1, 0.5)")
+        require(is_number(nu) and -1.0 < nu < 0.5, f"{key}.poisson_ratio", nu, "a number in (-1, 0.5)")
         for k in _NON_NEGATIVE:
             v = cfg.get(k, 0.0)
-            require(isinstance(v, (int, float)) and v >= 0, f"{key}.{k}", v, "a number >= 0")
+            require(is_number(v) and v >= 0, f"{key}.{k}", v, "a finite number >= 0")
         mu = cfg.get("friction_coefficient", 0.5)
-        require(isinstance(mu, (int, float)) and mu >= 0, f"{key}.friction_coefficient", mu, "a number >= 0")
+        require(is_number(mu) and mu >= 0, f"{key}.friction_coefficient", mu, "a finite number >= 0")
         e = cfg.get("restitution_coefficient", 0.5)
-        require(isinstance(e, (int, float)) and 0 < e <= 1, f"{key}.restitution_coefficient", e,
-                "a number in (0, 1]")
+        require(is_number(e) and 0 < e <= 1, f"{key}.restitution_coefficient", e, "a number in (0, 1]")
+        color = cfg.get("color", "#888888")
+        require(isinstance(color, str) and _COLOR.fullmatch(color) is not None, f"{key}.color", color,
+                "a colour: '#rrggbb', '#rgb' or a name such as 'tab:blue' (matplotlib)")
+        sources = cfg.get("sources") or {}
+        require(isinstance(sources, Mapping), f"{key}.sources", sources, "a mapping key -> source text")
         mech = _mechanics(key, cfg)
         psd_cfg = cfg.get("psd")
         require(isinstance(psd_cfg, Mapping), f"{key}.psd", psd_cfg, "a mapping with at least d50_um")
@@ -114,10 +121,6 @@ class Material:
         )
 
 
-def _number(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-
-
 def _mechanics(key: str, cfg: Mapping[str, Any]) -> dict[str, Any]:
     """Validate the optional mechanical/adhesive keys (surface energy J/m2, contact yield pressure MPa,
     softening onset and melting temperatures K); absent keys take the elastic, non-adhesive defaults."""
@@ -125,11 +128,11 @@ def _mechanics(key: str, cfg: Mapping[str, Any]) -> dict[str, Any]:
     for k in ("surface_energy_J_m2", "contact_yield_pressure_MPa"):
         v = cfg.get(k, 0.0)
         v = 0.0 if v is None else v
-        require(_number(v) and v >= 0, f"{key}.{k}", v, "null or a finite number >= 0")
+        require(is_number(v) and v >= 0, f"{key}.{k}", v, "null or a finite number >= 0")
         out[k] = float(v)
     t0, tm = cfg.get("softening_onset_K"), cfg.get("melting_K")
     for k, v in (("softening_onset_K", t0), ("melting_K", tm)):
-        require(v is None or (_number(v) and v > 0), f"{key}.{k}", v, "null or a temperature > 0 (K)")
+        require(v is None or (is_number(v) and v > 0), f"{key}.{k}", v, "null or a temperature > 0 (K)")
     require(
         (t0 is None) == (tm is None),
         f"{key}.softening_onset_K/melting_K",

@@ -13,11 +13,13 @@ from typing import Any
 import numpy as np
 from scipy.stats import norm
 
-from electrodem.config.errors import require
+from electrodem.config.errors import is_number, require, require_known_keys
 
 Z90 = float(norm.ppf(0.9))  # 1.2816: standard-normal quantile of D90 (and -Z90 of D10)
 DISTRIBUTIONS = ("lognormal", "d10_d50_d90", "monodisperse")
 BASES = ("volume", "number")
+PSD_KEYS = ("distribution", "basis", "d50_um", "geometric_std", "d10_um", "d90_um", "d_min_um", "d_max_um")
+"""Keys of a material's ``psd`` mapping."""
 
 
 @dataclass(frozen=True)
@@ -38,33 +40,40 @@ class PSD:
     @classmethod
     def from_config(cls, cfg: dict[str, Any], key: str) -> PSD:
         """Build from a material's ``psd`` mapping; ``key`` is its dotted config path for errors."""
+        # A misspelt key would otherwise be ignored and its default used in silence.
+        require_known_keys(cfg, PSD_KEYS, key)
         dist = cfg.get("distribution", "lognormal")
-        require(dist in DISTRIBUTIONS, f"{key}.distribution", dist, f"one of {DISTRIBUTIONS}")
+        require(isinstance(dist, str) and dist in DISTRIBUTIONS, f"{key}.distribution", dist,
+                f"one of {DISTRIBUTIONS}")
         basis = cfg.get("basis", "volume")
-        require(basis in BASES, f"{key}.basis", basis, f"one of {BASES}")
+        require(isinstance(basis, str) and basis in BASES, f"{key}.basis", basis, f"one of {BASES}")
+        # is_number: finite and not a bool (an inf diameter passes "> 0" and breaks sampling).
         d50 = cfg.get("d50_um")
-        require(isinstance(d50, (int, float)) and d50 > 0, f"{key}.d50_um", d50, "a diameter > 0 µm")
+        require(is_number(d50) and d50 > 0, f"{key}.d50_um", d50, "a finite diameter > 0 µm")
+        sg_cfg = cfg.get("geometric_std")
+        if sg_cfg is not None:
+            require(is_number(sg_cfg) and sg_cfg >= 1.0, f"{key}.geometric_std", sg_cfg,
+                    "null or a finite geometric standard deviation >= 1 (1 = monodisperse)")
+        d10, d90 = cfg.get("d10_um"), cfg.get("d90_um")
+        need = dist == "d10_d50_d90"  # they define the spread there; elsewhere checked when given
+        if need or d10 is not None:
+            require(is_number(d10) and 0 < d10 < d50, f"{key}.d10_um", d10, f"0 < d10_um < d50_um={d50}")
+        if need or d90 is not None:
+            require(is_number(d90) and d90 > d50, f"{key}.d90_um", d90, f"a finite d90_um > d50_um={d50}")
         if dist == "monodisperse":
             sg = 1.0
         elif dist == "lognormal":
-            sg = cfg.get("geometric_std", 1.0)
-            require(isinstance(sg, (int, float)) and sg >= 1.0, f"{key}.geometric_std", sg,
-                    "a geometric standard deviation >= 1 (1 = monodisperse)")
+            sg = 1.0 if sg_cfg is None else sg_cfg
         else:
-            d10, d90 = cfg.get("d10_um"), cfg.get("d90_um")
-            require(isinstance(d10, (int, float)) and 0 < d10 < d50, f"{key}.d10_um", d10,
-                    f"0 < d10_um < d50_um={d50}")
-            require(isinstance(d90, (int, float)) and d90 > d50, f"{key}.d90_um", d90,
-                    f"d90_um > d50_um={d50}")
             # Lognormal fitted through D10 and D90 (symmetric in ln d about the median).
             sg = float(np.exp(np.log(d90 / d10) / (2.0 * Z90)))
         dmin, dmax = cfg.get("d_min_um"), cfg.get("d_max_um")
         if dmin is not None:
-            require(isinstance(dmin, (int, float)) and 0 < dmin <= d50, f"{key}.d_min_um", dmin,
+            require(is_number(dmin) and 0 < dmin <= d50, f"{key}.d_min_um", dmin,
                     f"null or 0 < d_min_um <= d50_um={d50}")
         if dmax is not None:
-            require(isinstance(dmax, (int, float)) and dmax >= d50, f"{key}.d_max_um", dmax,
-                    f"null or d_max_um >= d50_um={d50}")
+            require(is_number(dmax) and dmax >= d50, f"{key}.d_max_um", dmax,
+                    f"null or a finite d_max_um >= d50_um={d50}")
         return cls(float(d50), float(sg), basis, dmin, dmax)
 
     @property

@@ -82,6 +82,7 @@ import numpy as np
 
 from electrodem.analysis.composition import bulk_top_m, layer_thickness
 from electrodem.config import ConfigError
+from electrodem.config.errors import is_number
 from electrodem.engine.arch import EngineOptions
 from electrodem.io.snapshot import Microstructure
 
@@ -189,43 +190,32 @@ class CalenderParams:
         req(num("roll_radius_m") > 0, "roll_radius_m", "> 0 (m)")
         req(self.control in CONTROLS, "control", f"one of {CONTROLS}")
         integer("passes", 1)
-        if self.control == "gap":
-            g = self.gap_um
+        # Every target that is set is checked, whichever control reads it: a bad value left in the
+        # config would otherwise surface only when someone switches the control.
+        g = self.gap_um
+        if g is not None:
             gaps = g if isinstance(g, (list, tuple)) else [g]
-            ok = all(
-                isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0
-                for v in gaps
-            )
             req(
-                ok and len(gaps) in (1, self.passes),
+                all(is_number(v) and v > 0 for v in gaps) and len(gaps) in (1, self.passes),
                 "gap_um",
-                f"a gap > 0 (um), or a list of {self.passes} (one per pass), with control 'gap'",
+                f"null, a gap > 0 (um), or a list of {self.passes} (one per pass)",
             )
-        elif self.control == "gap_fraction":
-            v = self.gap_fraction
-            req(
-                isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v <= 1,
-                "gap_fraction",
-                "a fraction of the incoming gauge thickness in (0, 1] with control 'gap_fraction'",
-            )
-        elif self.control == "line_load":
-            v = self.target_line_load_N_per_mm
-            req(
-                isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0,
-                "target_line_load_N_per_mm",
-                "a line load > 0 (N/mm) with control 'line_load'",
-            )
-        else:
-            v = self.target_porosity
-            req(
-                isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v < 1,
-                "target_porosity",
-                "a porosity in (0, 1) with control 'target_porosity'",
-            )
+        v = self.gap_fraction
+        req(v is None or (is_number(v) and 0 < v <= 1), "gap_fraction",
+            "null or a fraction of the incoming gauge thickness in (0, 1]")
+        v = self.target_line_load_N_per_mm
+        req(v is None or (is_number(v) and v > 0), "target_line_load_N_per_mm",
+            "null or a line load > 0 (N/mm)")
+        v = self.target_porosity
+        req(v is None or (is_number(v) and 0 < v < 1), "target_porosity", "null or a porosity in (0, 1)")
+        needed = {"gap": "gap_um", "gap_fraction": "gap_fraction", "line_load": "target_line_load_N_per_mm",
+                  "target_porosity": "target_porosity"}[self.control]
+        req(getattr(self, needed) is not None, needed, f"set (not null) with control {self.control!r}")
         req(num("roll_temperature_K") > 0, "roll_temperature_K", "> 0 (K)")
         req(num("surface_speed_ratio") >= 0, "surface_speed_ratio", ">= 0")
         if self.line_speed_m_per_s is not None:
             req(num("line_speed_m_per_s") > 0, "line_speed_m_per_s", "null (automatic) or > 0 (m/s)")
+        req(0 < num("max_inertial_number") < 1, "max_inertial_number", "in (0, 1)")
         req(
             0 < num("target_inertial_number") <= num("max_inertial_number"),
             "target_inertial_number",
@@ -235,7 +225,7 @@ class CalenderParams:
         req(self.normal_model in NORMAL_MODELS, "normal_model", f"one of {NORMAL_MODELS}")
         req(isinstance(self.yield_pressure_Pa, dict), "yield_pressure_Pa", "a mapping species -> Pa")
         for k, v in self.yield_pressure_Pa.items():
-            if not (isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0):
+            if not (is_number(v) and v > 0):
                 raise ConfigError(f"calender.yield_pressure_Pa.{k}", v, "a yield pressure > 0 (Pa)")
         if self.normal_model == "hertz" and self.yield_pressure_Pa:
             raise ConfigError(
@@ -245,7 +235,8 @@ class CalenderParams:
             )
         req(isinstance(self.softening_K, dict), "softening_K", "a mapping species -> (onset K, melting K)")
         for k, v in self.softening_K.items():
-            ok = isinstance(v, (list, tuple)) and len(v) == 2 and 0 < float(v[0]) < float(v[1])
+            ok = isinstance(v, (list, tuple)) and len(v) == 2 and all(is_number(t) for t in v) \
+                and 0 < v[0] < v[1]
             if not ok:
                 raise ConfigError(
                     f"calender.softening_K.{k}", v, "(onset K, melting K) with 0 < onset < melting"

@@ -76,7 +76,7 @@ from electrodem.analysis.contacts import lens_volume_m3
 from electrodem.config import ConfigError
 from electrodem.engine.arch import EngineOptions
 from electrodem.io.snapshot import Microstructure
-from electrodem.process.settle import ROLLING_MODELS, _materials
+from electrodem.process.settle import ROLLING_MODELS, _materials, check_species_overrides
 
 MODES = ("displacement", "pressure")
 PLATE = 1
@@ -218,7 +218,7 @@ class CompactParams:
         req(0 < num("restitution") <= 1, "restitution", "in (0, 1]")
         req(num("rolling_friction") >= 0, "rolling_friction", ">= 0")
         req(self.rolling_model in ROLLING_MODELS, "rolling_model", f"one of {ROLLING_MODELS}")
-        req(isinstance(self.species_overrides, dict), "species_overrides", "a mapping species -> {k: v}")
+        check_species_overrides(self.species_overrides, "compact")
         req(0 < num("modulus_scale") <= 1, "modulus_scale", "in (0, 1] (1 = real moduli)")
         if opt("modulus_cap_Pa") is not None:
             req(num("modulus_cap_Pa") > 0, "modulus_cap_Pa", "null or > 0 (Pa)")

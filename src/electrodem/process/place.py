@@ -20,7 +20,7 @@ import numpy as np
 from scipy.spatial import cKDTree
 from tqdm.auto import tqdm
 
-from electrodem.config.errors import require
+from electrodem.config.errors import is_integer, is_number, require
 from electrodem.io.snapshot import Microstructure
 from electrodem.materials.formulation import Population
 
@@ -53,12 +53,14 @@ class PlaceParams:
     position_perturbation_rel: float = 0.0
 
     def __post_init__(self) -> None:
-        require(0.0 < self.packing_fraction <= 0.45, "place.packing_fraction", self.packing_fraction,
+        # Type first: a string would make the range comparison raise TypeError, which names no key.
+        pf = self.packing_fraction
+        require(is_number(pf) and 0.0 < pf <= 0.45, "place.packing_fraction", pf,
                 "a loose packing fraction in (0, 0.45] (random sequential addition jams above that)")
-        require(isinstance(self.max_rounds, int) and self.max_rounds > 0, "place.max_rounds",
+        require(is_integer(self.max_rounds) and self.max_rounds > 0, "place.max_rounds",
                 self.max_rounds, "a positive integer")
         v = self.position_perturbation_rel
-        require(isinstance(v, (int, float)) and not isinstance(v, bool) and 0.0 <= v <= 1e-9,
+        require(is_number(v) and 0.0 <= v <= 1e-9,
                 "place.position_perturbation_rel", v,
                 "a relative perturbation in [0, 1e-9] (far below any gap RSA leaves)")
 

@@ -86,6 +86,7 @@ import numpy as np
 from electrodem.analysis.composition import bed_profile as bed_profile  # re-export: tests/benchmarks use it
 from electrodem.analysis.composition import bulk_top_m, layer_thickness, porosity_below
 from electrodem.config import ConfigError
+from electrodem.config.errors import is_number, unknown_key
 from electrodem.engine.arch import EngineOptions
 from electrodem.io.snapshot import Microstructure
 from electrodem.materials.collector import COLLECTORS, CollectorFoil
@@ -222,32 +223,31 @@ class SettleParams:
         req(self.cohesion in COHESION_MODELS, "cohesion", f"one of {COHESION_MODELS}")
         req(num("surface_energy_scale") >= 0, "surface_energy_scale", ">= 0 (1 = library values)")
         req(self.current_collector in COLLECTOR_CHOICES, "current_collector", f"one of {COLLECTOR_CHOICES}")
-        if not isinstance(self.species_overrides, dict):
+        check_species_overrides(self.species_overrides, "settle")
+
+
+def check_species_overrides(overrides: Any, prefix: str) -> None:
+    """Refuse a ``species_overrides`` mapping {species: {friction|restitution|rolling_friction: value}}
+    whose shape, keys or values are invalid (restitution in (0, 1], the others >= 0, all finite);
+    ``prefix`` is the config group named in the error. Species names are checked against the
+    formulation by the app (`electrodem.app.schema`), against the microstructure by `_materials`."""
+    if not isinstance(overrides, dict):
+        raise ConfigError(f"{prefix}.species_overrides", overrides, "a mapping species -> {key: value}")
+    for name, ov in overrides.items():
+        if not isinstance(ov, dict):
             raise ConfigError(
-                "settle.species_overrides", self.species_overrides, "a mapping species -> {key: value}"
+                f"{prefix}.species_overrides.{name}", ov, f"a mapping with keys among {_OVERRIDE_KEYS}"
             )
-        for name, ov in self.species_overrides.items():
-            if not isinstance(ov, dict):
+        for k, v in ov.items():
+            if k not in _OVERRIDE_KEYS:
+                raise unknown_key(f"{prefix}.species_overrides.{name}.{k}", v, _OVERRIDE_KEYS)
+            ok = is_number(v) and (0 < v <= 1 if k == "restitution" else v >= 0)
+            if not ok:
                 raise ConfigError(
-                    f"settle.species_overrides.{name}", ov, f"a mapping with keys among {_OVERRIDE_KEYS}"
+                    f"{prefix}.species_overrides.{name}.{k}",
+                    v,
+                    "in (0, 1]" if k == "restitution" else ">= 0",
                 )
-            for k, v in ov.items():
-                if k not in _OVERRIDE_KEYS:
-                    raise ConfigError(
-                        f"settle.species_overrides.{name}.{k}", v, f"a key among {_OVERRIDE_KEYS}"
-                    )
-                ok = (
-                    isinstance(v, (int, float))
-                    and not isinstance(v, bool)
-                    and math.isfinite(v)
-                    and (0 < v <= 1 if k == "restitution" else v >= 0)
-                )
-                if not ok:
-                    raise ConfigError(
-                        f"settle.species_overrides.{name}.{k}",
-                        v,
-                        "in (0, 1]" if k == "restitution" else ">= 0",
-                    )
 
 
 def used_modulus_Pa(youngs_modulus_Pa: float, p: Any) -> float:

@@ -35,7 +35,7 @@ from scipy.spatial import cKDTree
 from electrodem.config import ConfigError
 from electrodem.engine.arch import EngineOptions
 from electrodem.io.snapshot import Microstructure
-from electrodem.process.settle import ROLLING_MODELS, _materials
+from electrodem.process.settle import ROLLING_MODELS, _materials, check_species_overrides
 
 
 @dataclass
@@ -101,9 +101,7 @@ class ShearParams:
         req(0.0 < num("restitution") <= 1.0, "restitution", "in (0, 1]")
         req(num("rolling_friction") >= 0.0, "rolling_friction", ">= 0")
         req(self.rolling_model in ROLLING_MODELS, "rolling_model", f"one of {ROLLING_MODELS}")
-        req(
-            isinstance(self.species_overrides, dict), "species_overrides", "a mapping {species: {key: value}}"
-        )
+        check_species_overrides(self.species_overrides, "shear")
         req(num("modulus_scale") > 0.0, "modulus_scale", "> 0")
         if self.modulus_cap_Pa is not None:
             req(num("modulus_cap_Pa") > 0.0, "modulus_cap_Pa", "null or > 0 (Pa)")
