@@ -103,6 +103,21 @@ FLOAT32_FLUX_RTOL = 3e-5
 PRECISIONS = ("auto", "float32", "float64")
 
 
+def _plain_json(fields_: dict[str, Any]) -> dict[str, Any]:
+    """A result's fields as plain JSON: infinities become ``"inf"`` (strict JSON has no Infinity),
+    tuples lists, and mapping keys (e.g. labels) strings."""
+    out: dict[str, Any] = {}
+    for k, v in fields_.items():
+        if isinstance(v, float) and math.isinf(v):
+            v = "inf"
+        elif isinstance(v, tuple):
+            v = list(v)
+        elif isinstance(v, dict):
+            v = {str(key): x for key, x in v.items()}
+        out[k] = v
+    return out
+
+
 @dataclass(frozen=True)
 class TransportResult:
     """Effective transport of one phase (or conductivity map) along one axis (module docstring).
@@ -140,14 +155,7 @@ class TransportResult:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-JSON dict; infinities become the string ``"inf"`` (strict JSON has no Infinity)."""
-        out: dict[str, Any] = {}
-        for k, v in asdict(self).items():
-            if isinstance(v, float) and math.isinf(v):
-                v = "inf"
-            elif isinstance(v, tuple):
-                v = list(v)
-            out[k] = v
-        return out
+        return _plain_json(asdict(self))
 
 
 def _axis_index(axis: str | int) -> int:
@@ -762,16 +770,7 @@ class MultiphaseResult:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-JSON dict: infinities become ``"inf"``, tuples lists, label keys strings."""
-        out: dict[str, Any] = {}
-        for k, v in asdict(self).items():
-            if isinstance(v, float) and math.isinf(v):
-                v = "inf"
-            elif isinstance(v, tuple):
-                v = list(v)
-            elif isinstance(v, dict):
-                v = {str(lab): x for lab, x in v.items()}
-            out[k] = v
-        return out
+        return _plain_json(asdict(self))
 
 
 def _is_conductivity(v: Any) -> bool:
