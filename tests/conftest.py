@@ -99,42 +99,19 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         metafunc.parametrize("chaos", cases, ids=[c.id for c in cases])
 
 
-def _xdist_group(item: pytest.Item) -> str:
-    """The pytest-xdist group (``--dist loadgroup``) of a test: one per shared smoke bed (settled once
-    per run), else its file. Taichi compiles each kernel variant once per process and store, and the
-    tests of one file use the same variants: a file on one worker compiles them once, not on both."""
-    if "smoke_bed" in getattr(item, "fixturenames", ()):
-        return f"smoke_bed-{item.callspec.params['chaos'].id}"
-    return item.nodeid.split("::")[0]
-
-
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    groups: dict[str, list[pytest.Item]] = {}
     for item in items:
         fixtures = getattr(item, "fixturenames", ())
         marked = item.get_closest_marker("chaotic") is not None
         uses = "chaos" in fixtures
+        if "smoke_bed" in fixtures:
+            # One worker per shared bed under pytest-xdist (--dist loadgroup): settled once per run.
+            item.add_marker(pytest.mark.xdist_group(f"smoke_bed-{item.callspec.params['chaos'].id}"))
         if marked != uses:
             raise pytest.UsageError(
                 f"{item.nodeid}: a test marked 'chaotic' must take the 'chaos' fixture and one that takes "
                 "it must be marked 'chaotic' (the robustness matrix runs exactly those)"
             )
-        if item.get_closest_marker("xdist_group") is None:
-            item.add_marker(pytest.mark.xdist_group(_xdist_group(item)))
-        groups.setdefault(item.get_closest_marker("xdist_group").args[0], []).append(item)
-
-    # Longest groups first, so that under xdist the last groups handed out are short ones and both
-    # workers finish together (order within a group kept). A rough cost: a chaotic test runs a long
-    # trajectory, a slow one a longer one, an engine or CLI test compiles kernels; the rest are cheap.
-    def weight(group: list[pytest.Item]) -> int:
-        def cost(i: pytest.Item) -> int:
-            compiles = "/engine/" in i.nodeid or "/integration/" in i.nodeid or "tests/engine" in i.nodeid
-            return (1 + 2 * compiles + 8 * (i.get_closest_marker("chaotic") is not None)
-                    + 4 * (i.get_closest_marker("slow") is not None))
-
-        return sum(cost(i) for i in group)
-
-    items[:] = [i for g in sorted(groups.values(), key=weight, reverse=True) for i in g]
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:

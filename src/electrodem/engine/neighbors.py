@@ -32,7 +32,7 @@ import numpy as np
 import taichi as ti
 
 from electrodem.engine.scan import exclusive_scan, scratch_size
-from electrodem.engine.state import D_LE_SHIFT, MIN_CAPACITY, acquire, release, round_capacity
+from electrodem.engine.state import D_LE_SHIFT, MIN_CAPACITY, acquire, field_holder, release, round_capacity
 from electrodem.engine.walls import MAX_WALLS
 
 LEVEL_RATIO = 2.0
@@ -77,7 +77,7 @@ def min_image(d, dom):
     return d
 
 
-@ti.data_oriented
+@field_holder
 class CellStore:
     """Cell counts/starts of every level's grid plus the grid geometry (origin, cell size, counts)."""
 
@@ -104,7 +104,7 @@ class CellStore:
         self._tree.destroy()
 
 
-@ti.data_oriented
+@field_holder
 class PairStore:
     """Current half list (start/j/history), the previous one (old_*), the reverse index, the pair's
     effective radius and mass ``rm`` = (R* (m), m* (kg)) and the per-pair force on the owner (N) and
