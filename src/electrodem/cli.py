@@ -62,8 +62,8 @@ def analyse_main(argv: list[str]) -> int:
 
     from electrodem.analysis.report import AnalysisParams, analyse, format_table
     from electrodem.app.runner import _json_safe
-    from electrodem.app.schema import build
     from electrodem.config.errors import ConfigError
+    from electrodem.config.params import build
     from electrodem.io.snapshot import Microstructure, SnapshotError
 
     snap = a.run_dir / "microstructure.npz"

@@ -34,7 +34,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from omegaconf import OmegaConf
 
-from electrodem.analysis.report import AnalysisParams
 from electrodem.app import runner, schema
 from electrodem.app.schema import validate
 from electrodem.cli import config_dir
@@ -45,11 +44,8 @@ from electrodem.io.snapshot import Microstructure, Species
 from electrodem.materials.formulation import COMPONENT_KEYS, FORMULATION_KEYS, RVE_KEYS, TARGET_KEYS
 from electrodem.materials.library import Material
 from electrodem.materials.psd import PSD_KEYS
-from electrodem.process.calender import CalenderParams
-from electrodem.process.compact import CompactParams
-from electrodem.process.place import PlaceParams
-from electrodem.process.settle import SettleParams
-from electrodem.process.shear_mix import ShearParams
+from electrodem.process.recipe import registry
+from electrodem.process.steps import calender as calender_step
 
 CONFIGS = config_dir()
 MATERIAL = "nmc811"  # the material whose keys stand for ``material.*`` (in the default formulation)
@@ -57,15 +53,15 @@ SLOT = "am"  # the component slot that stands for ``formulation.components.*``
 INF, NAN = float("inf"), float("nan")
 
 GROUP_CLASSES: dict[str, type] = {
-    "place": PlaceParams, "settle": SettleParams, "compact": CompactParams, "calender": CalenderParams,
-    "shear": ShearParams, "engine": EngineOptions, "analysis": AnalysisParams,
+    **{s.config_group: s.params_type for s in registry().values()}, "engine": EngineOptions,
 }
+"""Config group -> parameter dataclass: every registered process step's, and the engine's."""
 
 # One invalid value per key ("*": any material / component slot). Values a user could type.
 INVALID: dict[str, Any] = {
     # --- top level and output
     "seed": -1, "progress": "yes", "resume_from": "/nonexistent/checkpoint.npz",
-    "output.vtu": "maybe", "output.render": 1,
+    "plugins": ["no_such_module"], "output.vtu": "maybe", "output.render": 1,
     # --- route
     "route.steps": ["settle"],
     # --- rve
@@ -322,7 +318,7 @@ def schema_keys() -> tuple[set[str], set[str]]:
             keys.add(f"{group}.{fld.name}")
             if _numeric_annotation(fld.type):
                 numeric.add(f"{group}.{fld.name}")
-    keys.update(f"calender.{k}" for k in schema.CALENDER_APP_KEYS)
+    keys.update(f"calender.{k}" for k in calender_step.APP_KEYS)
     main = yaml.safe_load((CONFIGS / "config.yaml").read_text())
     for k, v in main.items():
         if k in ("defaults", "hydra"):

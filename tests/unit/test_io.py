@@ -54,12 +54,36 @@ def test_vtu_round_trip_through_meshio(tmp_path):
     m = _micro()
     p = write_vtu(m, tmp_path / "p.vtu")
     mesh = read_vtu(p)
-    np.testing.assert_allclose(mesh.points, m.positions_m)
-    np.testing.assert_allclose(mesh.point_data["radius"], m.radii_m)
-    np.testing.assert_array_equal(mesh.point_data["species"], m.species_id)
-    np.testing.assert_array_equal(mesh.point_data["id"], m.ids)
-    np.testing.assert_allclose(mesh.point_data["velocity"], m.velocities_m_per_s)
-    np.testing.assert_allclose(mesh.point_data["binder_volume_m3"], m.fields["binder_volume_m3"])
+    n = m.n  # the particles come first (a bond across a periodic face may add its image point after)
+    np.testing.assert_allclose(mesh.points[:n], m.positions_m)
+    np.testing.assert_allclose(mesh.point_data["radius"][:n], m.radii_m)
+    np.testing.assert_array_equal(mesh.point_data["species"][:n], m.species_id)
+    np.testing.assert_array_equal(mesh.point_data["id"][:n], m.ids)
+    np.testing.assert_allclose(mesh.point_data["velocity"][:n], m.velocities_m_per_s)
+    np.testing.assert_allclose(mesh.point_data["binder_volume_m3"][:n], m.fields["binder_volume_m3"])
+
+
+def test_bonds_are_line_cells_drawn_to_the_minimum_image(tmp_path):
+    """Bonds become VTK lines between the particles they join, with their state as cell data; a bond
+    across the periodic x face ends at the partner's image (an extra point without a glyph), so its
+    drawn length is the bond's minimum-image length, not a line across the whole box."""
+    m = _micro(4)
+    x = np.array([[1e-6, 5e-6, 5e-6], [2e-6, 5e-6, 5e-6], [9.5e-6, 5e-6, 5e-6], [3e-6, 6e-6, 5e-6]])
+    m = m.with_(positions_m=x, contacts=None,
+                bonds={"i": np.array([0, 0]), "j": np.array([1, 2]), "radius_m": np.array([1e-7, 2e-7]),
+                       "broken": np.array([False, True])})
+    mesh = read_vtu(write_vtu(m, tmp_path / "b.vtu"))
+    assert len(mesh.points) == 5  # 4 particles + the image of particle 2 across x = 0
+    lines = mesh.cells_dict["line"]
+    seg = mesh.points[lines[:, 1]] - mesh.points[lines[:, 0]]
+    np.testing.assert_allclose(np.linalg.norm(seg, axis=1), [1e-6, 1.5e-6], rtol=1e-12)
+    np.testing.assert_allclose(mesh.points[4], [-0.5e-6, 5e-6, 5e-6], rtol=1e-12)
+    assert mesh.point_data["id"][4] == -1 and mesh.point_data["diameter"][4] == 0.0
+    kinds = dict(zip([c.type for c in mesh.cells], mesh.cell_data["cell_kind"], strict=True))
+    assert (kinds["vertex"] == 0).all() and (kinds["line"] == 1).all()
+    by_type = dict(zip([c.type for c in mesh.cells], mesh.cell_data["bond_radius_m"], strict=True))
+    np.testing.assert_array_equal(by_type["line"], [1e-7, 2e-7])
+    assert np.isnan(by_type["vertex"]).all()
 
 
 def test_pvd_series(tmp_path):

@@ -28,6 +28,13 @@ from electrodem.analysis.profiles import sphere_volume_below_m3
 from electrodem.io.snapshot import Microstructure
 from electrodem.materials.psd import d_values
 
+THICKNESS_DEFINITION = (
+    "thickness/porosity: gauge, max(z + r) or the tool position while it presses, porosity mass-based "
+    "(1 - solid volume / (area x thickness)); *_bulk: height where the smoothed solid fraction falls "
+    "below half its bulk value, solid below it (electrodem.analysis.composition)"
+)
+"""The ``thickness_definition`` entry of the processing blocks of metrics.json."""
+
 _PROFILE_BLOCK = 4_000_000
 """Particles x slab edges evaluated per vectorised block of `bed_profile` (bounds memory to ~32 MB)."""
 

@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 
 from electrodem.config.errors import is_integer, is_number, require
 from electrodem.io.snapshot import Microstructure
-from electrodem.materials.formulation import Population
+from electrodem.materials.formulation import Formulation, Population, RVESpec, solid_mass_g
 
 log = logging.getLogger(__name__)
 
@@ -216,3 +216,11 @@ def place(pop: Population, box_x_m: float, box_y_m: float, params: PlaceParams, 
                       "position_perturbation_rel": params.position_perturbation_rel},
         },
     )
+
+
+def loose_height_um(formulation: Formulation, rve: RVESpec, packing_fraction: float) -> float:
+    """Height (µm) of the loose bed `place` builds: solid volume / (area x packing fraction), from the
+    formulation's mass and densities (no particle drawn)."""
+    m_g = solid_mass_g(formulation, rve)
+    v_um3 = sum(c.wt_pct / 100.0 * m_g / c.material.density_g_cm3 * 1e12 for c in formulation.components)
+    return v_um3 / (rve.box_x_um * rve.box_y_um * packing_fraction)

@@ -1,0 +1,86 @@
+"""Step ``shear``: Lees–Edwards shear cell of the placed population (`electrodem.process.shear_mix`).
+
+Writes ``shear.csv`` (the rheology time series), ``shear_rheology.png`` (μ and I against strain) and,
+unless ``output.render`` is false, ``renders/sheared_particles.png`` (3D, coloured by species); fills
+the ``shear`` block of metrics.json.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from electrodem.config.errors import require
+from electrodem.process.place import loose_height_um
+from electrodem.process.recipe import (
+    ProcessState,
+    ProcessStep,
+    RunInputs,
+    StepContext,
+    check_species_names,
+    min_periodic_length_um,
+)
+from electrodem.process.shear_mix import ShearParams, shear_mix
+
+log = logging.getLogger("electrodem")
+
+
+def run(state: ProcessState, params: ShearParams, ctx: StepContext) -> dict[str, Any]:
+    from electrodem.engine import init
+
+    init(ctx.engine)
+    assert state.micro is not None
+    state.micro, report = shear_mix(state.micro, params, ctx.engine, csv_path=ctx.out("shear.csv"),
+                                    progress=ctx.progress)
+    try:
+        from electrodem_viz.plots import plot_shear
+
+        plot_shear(report["series"], ctx.out("shear_rheology.png"))
+        if ctx.output.get("render", True):
+            from electrodem_viz.render import render_particles
+
+            name = "sheared_particles.png" if ctx.repeat == 1 else f"{ctx.label}_sheared_particles.png"
+            render_particles(state.micro, ctx.run_dir / "renders" / name,
+                             title=f"sheared to strain {report['strain']:.2f}: {state.micro.n} particles")
+    except ImportError:
+        log.warning("electrodem_viz is not installed: no shear plot or render")
+    return {k: v for k, v in report.items() if k != "series"}
+
+
+def check(params: ShearParams, inputs: RunInputs, prefix: str, groups: Mapping[str, Any]) -> None:
+    check_species_names(params.species_overrides, f"{prefix}.species_overrides", inputs)
+
+
+def check_z_period(params: ShearParams, inputs: RunInputs, prefix: str, groups: Mapping[str, Any]) -> None:
+    """The loose placed height (the cell's z period) is long enough for minimum-image contacts."""
+    need = min_periodic_length_um(inputs.formulation)
+    packing = groups["place"].packing_fraction
+    h_um = loose_height_um(inputs.formulation, inputs.rve, packing)
+    require(h_um > need, "rve.thickness_um", inputs.rve.thickness_um,
+            f"a loading whose loose placed height (now {h_um:.3g} µm at place.packing_fraction="
+            f"{packing}) exceeds {need:.3g} µm, the z period the shear cell needs")
+
+
+def shear_block(report: dict[str, Any]) -> dict[str, Any]:
+    """The ``shear`` block of metrics.json from the shear step's report (steady = second-half means)."""
+    steady = report["steady"]
+    return {
+        "shear_rate_per_s": report["shear_rate_per_s"],
+        "strain": report["strain"],
+        "solid_fraction": report["solid_fraction"],
+        "friction_coefficient": steady["friction_coefficient"],
+        "inertial_number": steady["inertial_number"],
+        "pressure_Pa": steady["pressure_Pa"],
+        "shear_stress_Pa": steady["shear_stress_Pa"],
+        "coordination_number": steady["coordination_number"],
+        "steady_window": report["steady_window"],
+        "cb_am_contacts_per_cb": report["cb_am_contacts_per_cb"],
+        "series_csv": "shear.csv",
+        "plot": "shear_rheology.png",
+        "render": "renders/sheared_particles.png",
+    }
+
+
+STEP = ProcessStep(name="shear", params_type=ShearParams, run=run, uses_engine=True, check=check,
+                   check_in_route=check_z_period, metrics_block="shear", metrics=shear_block)
