@@ -144,7 +144,9 @@ def test_report_liquid_electrolyte_has_every_key_and_no_nan(tmp_path):
     assert rc["penetration_depth_um"] == pytest.approx(ld * 1e6)
     assert rc["usable_capacity_ratio"] == pytest.approx(min(1.0, ld / h))
     assert rc["tortuosity_factor"] == rep["tortuosity"]["pore"]["z"]["tortuosity_factor"]
-    direct = resistor_conductivity(m, "electronic", "z", min_contact_radius_rel=p.min_contact_radius_rel)
+    depth = None if p.top_layer_thickness_um is None else p.top_layer_thickness_um * 1e-6
+    direct = resistor_conductivity(m, "electronic", "z", min_contact_radius_rel=p.min_contact_radius_rel,
+                                   top_layer_m=depth)
     assert rep["conductivity"]["electronic"]["resistor"]["z"]["sigma_eff_S_per_m"] == pytest.approx(
         direct.sigma_eff_S_per_m)
 

@@ -105,7 +105,10 @@ def test_series_chain_of_unlike_materials():
     top = float((pos[:, 2] + rad).max())
     m = Microstructure(pos, rad, sp, (_species(3.0, "a"), _species(250.0, "b")),
                        box_m=[40e-6, 40e-6, top], metadata={"top_z_m": top})
-    res = resistor_conductivity(m, axis="z", bulk="none", gap_tolerance_rel=1e-6, min_contact_radius_rel=0.1)
+    # a rigid plate on the column (probe depth 0): the default probe would also reach the exposed
+    # shoulder of the wider sphere 2 um below the top
+    res = resistor_conductivity(m, axis="z", bulk="none", gap_tolerance_rel=1e-6, min_contact_radius_rel=0.1,
+                                top_layer_m=0.0)
     r_total = 1 / (4 * 0.1 * rad[0] * sig[sp[0]]) + 1 / (4 * 0.1 * rad[-1] * sig[sp[-1]])
     for k in range(len(rad) - 1):
         a = 0.1 * min(rad[k], rad[k + 1])

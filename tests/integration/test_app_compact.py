@@ -28,9 +28,15 @@ def test_place_settle_compact_route_writes_the_compaction_outputs(chaos, smoke_b
         assert (run / f).is_file(), f
     m = json.loads((run / "metrics.json").read_text())
     block = m["compaction"]
-    for key in ("final_porosity", "final_thickness_um", "final_density_g_cm3", "spring_back_pct",
-                "max_pressure_MPa", "meyer", "heckel", "quasi_static", "max_particle_stress_MPa"):
-        assert key in block, key
+    # Pressed and released: the layer ends thinner than it started and springs back from the loaded
+    # state (a plate that never touched, or a bed that fully recovered, fails one of these).
+    assert block["loaded_thickness_um"] < block["final_thickness_um"] < block["initial_thickness_um"]
+    assert block["final_porosity"] < block["initial_porosity"] and block["spring_back_pct"] > 0
+    # The load-bearing part of the curve densifies as the pressure rises (positive Heckel slope) and
+    # the largest particle stress at the largest load is not below the plate pressure (a particle in a
+    # force chain carries more than the mean).
+    assert block["heckel"]["k_per_MPa"] > 0
+    assert block["max_particle_stress_MPa"] >= block["max_pressure_MPa"]
     assert m["run"]["calendering_state"] == "plate-compacted"
     assert "compact" in m["shortcuts"]
     with (run / "compaction.csv").open() as f:

@@ -138,6 +138,8 @@ INVALID: dict[str, Any] = {
     # --- analysis
     "analysis.gap_tolerance_rel": 1.5, "analysis.min_contact_radius_rel": 0.0,
     "analysis.use_engine_contacts": "yes", "analysis.top_layer_thickness_um": -1.0,
+    "analysis.run_cbd": "yes", "analysis.cbd_porosity": 1.0, "analysis.cbd_sigma_e_S_per_m": 0.0,
+    "analysis.cbd_ionic_transport_factor": 1.5,
     "analysis.run_resistor": "no", "analysis.bulk_resistance": "full", "analysis.run_voxel": 1,
     "analysis.voxels_per_smallest_diameter": 0.0, "analysis.max_voxels": 10, "analysis.voxel_flux_rtol": 0.0,
     "analysis.directions": ["w"], "analysis.n_profile_bins": 0, "analysis.top_bottom_fraction": 0.7,
@@ -270,6 +272,8 @@ RANGES: dict[str, Range] = {
     "shear.fines_density_scale": _r("[1, inf)"), "shear.rayleigh_fraction": _r("(0, 1]"),
     "analysis.gap_tolerance_rel": _r("[0, 1)"), "analysis.min_contact_radius_rel": _r("(0, 1]"),
     "analysis.top_layer_thickness_um": _r(NONNEG), "analysis.voxels_per_smallest_diameter": _r(POS),
+    "analysis.cbd_porosity": _r("[0, 1)"), "analysis.cbd_sigma_e_S_per_m": _r("(0, 1e8)"),
+    "analysis.cbd_ionic_transport_factor": _r("(0, 1]"),
     "analysis.max_voxels": _r("[1000, inf)", integer=True), "analysis.voxel_flux_rtol": _r("[1e-9, 1)"),
     "analysis.n_profile_bins": INT1, "analysis.top_bottom_fraction": _r("(0, 0.5]"),
     "analysis.c_rate_per_h": _r(POS), "analysis.electrolyte_D0_m2_per_s": _r("(0, 1e-6)"),

@@ -241,7 +241,10 @@ def test_porosity_falls_as_pressure_rises_on_a_random_bed(chaos):
     k = [i for i, s in enumerate(c["stage"]) if s == "load" and c["pressure_Pa"][i] > 0]
     p = np.array(c["pressure_Pa"])[k]
     eps = np.array(c["porosity"])[k]
-    assert np.all(np.diff(eps) < 0)  # the plate only descends
+    # The particles, not only the plate, densify: the bulk (half-bulk solid-fraction) porosity of the
+    # loaded bed is below the loose bed's (the gauge porosity at the plate falls by construction).
+    assert rep["loaded"]["porosity_bulk"] < rep["initial"]["porosity_bulk"] - 0.05
+    assert eps[-1] < eps[0]
     # Pressure rises as porosity falls; fluctuations of a dynamic bed (force-chain buckling) allowed
     # up to 10 % of the largest pressure.
     assert np.all(np.diff(p) > -0.1 * p.max())
@@ -250,7 +253,13 @@ def test_porosity_falls_as_pressure_rises_on_a_random_bed(chaos):
     # initial one) and springs back only partly.
     assert rep["final"]["porosity"] < rep["initial"]["porosity"]
     assert 0 < rep["spring_back_pct"] and rep["final"]["thickness_m"] > rep["loaded"]["thickness_m"]
-    assert "meyer" in rep["fits"] and "heckel" in rep["fits"]
+    # Over the load-bearing part of the curve the porosity falls as the pressure rises: a positive
+    # Heckel slope (ln(1/eps) rising with p), and a Meyer law whose limit porosity lies below the
+    # porosity where the fit starts. Seeds 0-2 gave k = 6-27 /MPa; a bed that did not densify under
+    # its growing load (a plate pushing particles aside, a curve read backwards) gives k <= 0.
+    fits = rep["fits"]
+    assert fits["heckel"]["k_per_MPa"] > 0
+    assert fits["meyer"]["eps_min"] < fits["porosity_at_first_point"]
     assert out.n == micro.n and np.isclose(out.masses_kg.sum(), micro.masses_kg.sum(), rtol=1e-12)
     assert out.fields["particle_stress_max_load_Pa"].shape == (micro.n,)
     assert rep["max_particle_stress_Pa"] >= rep["max_pressure_Pa"]

@@ -15,6 +15,32 @@ Conventions (shared with `percolation` and `resistor`)
 * ``l_i_m`` / ``l_j_m``: distance from each centre to the contact plane (clipped to ``[0, r]``); the
   resistor model uses it for the particles' bulk resistance.
 
+Through-plane terminals (what a measurement uses)
+-------------------------------------------------
+* The current collector is the plane z = 0: a particle touches it when ``z - r <= tol``.
+* The top terminal is a probe plate pressed onto the electrode (or the separator in a cell). A gauge
+  (micrometer, or the calender plate recorded in ``metadata['top_z_m']``) reads the *gauge top*
+  ``h_g = micro.top_m()``: the highest asperities. Pressed with the probe pressure, the plate
+  flattens those asperities and touches every particle of the free surface whose top lies within the
+  *probe contact depth* ``delta`` of the gauge top. Rule: a particle touches the probe when (1) it is
+  exposed, i.e. it owns at least one point of the surface height map (seen from above, no other
+  particle's surface lies higher there; `exposed_particles`), and (2) ``z + r >= h_g - delta - tol``.
+  Buried particles never touch the plate, however close to the top they are.
+* Default ``delta`` (``top_layer_m=None``): one mean diameter of the AM particles (of all particles
+  when there is no AM). Physical argument: the free surface of a particle packing is one particle
+  layer thick, so its peak-to-valley roughness depth is about one particle diameter (the tops of the
+  surface-layer particles scatter between the gauge top and about one diameter below it); a probe
+  pressed hard enough to give a reproducible reading (the plateau of resistance against probe
+  pressure) touches that layer. It is an assumption of this model, not a measured number; ``0``
+  gives a rigid plate at zero load (only the highest asperities).
+* The sample thickness under the probe, ``plate_level_m``, is the median of the tops of the probe's
+  contacts, weighted by the area each particle exposes (capped at the gauge top): the level the
+  pressed plate rests at. A lone asperity standing above the surface therefore neither defines
+  the terminal nor inflates the thickness (a pressure cannot rest on one particle). The through-plane
+  conductivity is sigma_z = I * plate_level_m / (V * Lx * Ly).
+* The contact disc with the plate is the geometric one against the plane ``h_g`` (a particle that
+  the calender plate cut through), floored at ``min_contact_radius_rel * r``.
+
 Contacts come from the engine's ``micro.contacts`` when present (``source == "engine"``; the engine's
 contact radius is kept where it is positive, the gap tolerance does not apply to them because the engine
 reports only what it saw), else from geometry with a k-d tree (``source == "geometry"``). CC/top
@@ -23,6 +49,7 @@ contacts are always geometric.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -30,7 +57,20 @@ from scipy.spatial import cKDTree
 
 from electrodem.io.snapshot import Microstructure
 
-__all__ = ["ContactGraph", "build_contact_graph", "lens_contact_radius", "lens_volume_m3", "phase_pair_table"]
+__all__ = [
+    "ContactGraph",
+    "build_contact_graph",
+    "default_probe_depth_m",
+    "exposed_particles",
+    "lens_contact_radius",
+    "lens_volume_m3",
+    "phase_pair_table",
+    "surface_owner_map",
+]
+
+MAX_HEIGHT_MAP_POINTS = 4_000_000
+"""Largest surface height map (grid points) used to find the exposed particles; coarser maps miss
+only exposed particles smaller than the grid pitch."""
 
 
 @dataclass(frozen=True)
@@ -48,9 +88,13 @@ class ContactGraph:
     l_i_m, l_j_m : (E,) distance from centre i / j to the contact plane.
     cc : (N,) bool, particle touches the current collector (z - r <= tol).
     cc_contact_radius_m, cc_l_m : (N,) disc radius and centre-to-plane distance (0 where not touching).
-    top : (N,) bool, particle touches the top plane (z + r >= top - tol).
-    top_contact_radius_m, top_l_m : (N,) as for the CC.
-    top_m : height of the top plane used.
+    top : (N,) bool, particle touches the top probe (module docstring: exposed, top within the probe
+        contact depth of the gauge top).
+    top_contact_radius_m, top_l_m : (N,) as for the CC (against the gauge-top plane).
+    top_m : sample thickness under the probe (m): the plate level, the length of through-plane
+        transport (module docstring).
+    gauge_top_m : gauge top ``micro.top_m()`` (m).
+    probe_depth_m : probe contact depth used (m).
     box_m : (3,) box lengths.
     periodic : periodic flags (x, y, z).
     source : "engine" or "geometry" (particle-particle contacts).
@@ -73,6 +117,8 @@ class ContactGraph:
     top_contact_radius_m: np.ndarray
     top_l_m: np.ndarray
     top_m: float
+    gauge_top_m: float
+    probe_depth_m: float
     box_m: np.ndarray
     periodic: tuple[bool, bool, bool]
     source: str
@@ -124,6 +170,108 @@ def _plane_distance(d: np.ndarray, r1: np.ndarray, r2: np.ndarray) -> np.ndarray
     with np.errstate(divide="ignore", invalid="ignore"):
         x1 = (d * d + r1 * r1 - r2 * r2) / (2.0 * d)
     return np.clip(np.nan_to_num(x1, nan=0.0), 0.0, r1)
+
+
+def default_probe_depth_m(micro: Microstructure) -> float:
+    """Default probe contact depth (m): one mean diameter of the AM particles, or of all particles when
+    there is no AM (the roughness depth of a one-particle-thick free surface; module docstring)."""
+    if micro.n == 0:
+        return 0.0
+    am = micro.role_mask("AM")
+    r = micro.radii_m[am] if am.any() else micro.radii_m
+    return float(2.0 * r.mean())
+
+
+def surface_owner_map(
+    micro: Microstructure,
+    candidates: np.ndarray,
+    shape_xy: tuple[int, int],
+    x: np.ndarray | None = None,
+) -> np.ndarray:
+    """(nx, ny) index of the particle whose surface is highest above each lateral grid point, -1 where
+    no candidate covers the point: the surface height map of the free top, seen from above.
+
+    Grid point (i, k) sits at ((i + 0.5) Lx / nx, (k + 0.5) Ly / ny), the voxel-column centres of
+    `electrodem.analysis.voxelize`; x/y wrap when periodic. Only ``candidates`` ((N,) bool) are
+    rasterised: a particle can hide a candidate only if its own top is higher, so passing every
+    particle whose top lies within the probe depth of the gauge top is exact for those particles.
+    """
+    nx, ny = shape_xy
+    pos = micro.positions_m if x is None else x
+    r = micro.radii_m
+    dx, dy = float(micro.box_m[0]) / nx, float(micro.box_m[1]) / ny
+    height = np.full(nx * ny, -np.inf)
+    owner = np.full(nx * ny, -1, np.int64)
+    idx = np.flatnonzero(candidates)
+    # Highest tops first: a later (lower-topped) particle wins a point only by being higher there.
+    for k in idx[np.argsort(-(pos[idx, 2] + r[idx]), kind="stable")]:
+        xc, yc, zc, rk = pos[k, 0], pos[k, 1], pos[k, 2], r[k]
+        ix = np.arange(math.ceil((xc - rk) / dx - 0.5), math.floor((xc + rk) / dx - 0.5) + 1)
+        iy = np.arange(math.ceil((yc - rk) / dy - 0.5), math.floor((yc + rk) / dy - 0.5) + 1)
+        if ix.size == 0 or iy.size == 0:
+            continue
+        d2 = (((ix + 0.5) * dx - xc) ** 2)[:, None] + (((iy + 0.5) * dy - yc) ** 2)[None, :]
+        inside = d2 < rk * rk
+        if micro.periodic[0]:
+            ix = np.mod(ix, nx)
+        else:
+            inside &= ((ix >= 0) & (ix < nx))[:, None]
+            ix = np.clip(ix, 0, nx - 1)
+        if micro.periodic[1]:
+            iy = np.mod(iy, ny)
+        else:
+            inside &= ((iy >= 0) & (iy < ny))[None, :]
+            iy = np.clip(iy, 0, ny - 1)
+        flat = (ix[:, None] * ny + iy[None, :])[inside]
+        zs = zc + np.sqrt(rk * rk - d2[inside])
+        win = zs > height[flat]
+        height[flat[win]] = zs[win]
+        owner[flat[win]] = k
+    return owner.reshape(nx, ny)
+
+
+def exposed_particles(
+    micro: Microstructure,
+    candidates: np.ndarray,
+    x: np.ndarray | None = None,
+    max_points: int = MAX_HEIGHT_MAP_POINTS,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Which particles form the free top surface, and the footprint area (m2) each of them shows.
+
+    A particle is exposed when it owns at least one point of the surface height map
+    (`surface_owner_map`). The grid pitch is half the smallest candidate radius (so every candidate
+    covers grid points), coarsened to at most ``max_points`` points; a coarse map can miss an exposed
+    particle smaller than its pitch. Returns ``(exposed, area_m2)``, both (N,), False / 0 outside
+    ``candidates``.
+    """
+    n = micro.n
+    idx = np.flatnonzero(candidates)
+    if idx.size == 0:
+        return np.zeros(n, bool), np.zeros(n)
+    lx, ly = float(micro.box_m[0]), float(micro.box_m[1])
+    pitch = max(0.5 * float(micro.radii_m[idx].min()), math.sqrt(lx * ly / max_points))
+    nx, ny = max(1, round(lx / pitch)), max(1, round(ly / pitch))
+    owner = surface_owner_map(micro, candidates, (nx, ny), x)
+    counts = np.bincount(owner[owner >= 0], minlength=n)
+    return counts > 0, counts * (lx / nx) * (ly / ny)
+
+
+def _probe(micro: Microstructure, x: np.ndarray, r: np.ndarray, tol: np.ndarray, depth_m: float
+           ) -> tuple[np.ndarray, float, float]:
+    """(touching (N,), gauge top, plate level) of the probe rule in the module docstring."""
+    h_g = float(micro.top_m())
+    tops = x[:, 2] + r
+    near = tops >= h_g - depth_m - tol
+    exposed, area = exposed_particles(micro, near, x)
+    touch = near & exposed
+    if not touch.any():
+        return touch, h_g, h_g
+    t = np.minimum(tops[touch], h_g)
+    w = area[touch]
+    order = np.argsort(t)
+    cw = np.cumsum(w[order])
+    level = float(t[order][np.searchsorted(cw, 0.5 * cw[-1])])
+    return touch, h_g, level
 
 
 def _check(micro: Microstructure, gap_tolerance_rel: float, min_contact_radius_rel: float) -> None:
@@ -187,7 +335,7 @@ def build_contact_graph(
     gap_tolerance_rel: float = 0.01,
     min_contact_radius_rel: float = 0.05,
     use_engine_contacts: bool = True,
-    top_layer_m: float = 0.0,
+    top_layer_m: float | None = None,
 ) -> ContactGraph:
     """Contact graph of ``micro`` (see the module docstring for the rules).
 
@@ -197,12 +345,15 @@ def build_contact_graph(
         (also for the CC and top planes, relative to the particle's radius).
     min_contact_radius_rel : floor of the contact radius, as a fraction of the smaller radius.
     use_engine_contacts : take particle-particle contacts from ``micro.contacts`` when present.
-    top_layer_m : particles whose top surface lies within this distance below the top plane also count
-        as touching the top (for free, rough surfaces; 0 for a calender plate / separator at ``top``).
+    top_layer_m : probe contact depth (m): exposed particles whose top lies within this distance below
+        the gauge top touch the top probe; None (default) = one mean AM diameter
+        (`default_probe_depth_m`); 0 = a rigid plate at zero load. Module docstring: the rule and why.
     """
     _check(micro, gap_tolerance_rel, min_contact_radius_rel)
+    if top_layer_m is None:
+        top_layer_m = default_probe_depth_m(micro)
     if not (np.isfinite(top_layer_m) and top_layer_m >= 0.0):
-        raise ValueError(f"top_layer_m={top_layer_m!r} is invalid: must be a finite length >= 0")
+        raise ValueError(f"top_layer_m={top_layer_m!r} is invalid: must be None or a finite length >= 0")
     n = micro.n
     r = micro.radii_m
     box = micro.box_m
@@ -254,8 +405,7 @@ def build_contact_graph(
     z = x[:, 2]
     tol = gap_tolerance_rel * r
     cc = z - r <= tol
-    top = float(micro.top_m())
-    tp = z + r >= top - np.maximum(tol, top_layer_m)
+    tp, top, level = _probe(micro, x, r, tol, float(top_layer_m)) if n else (np.zeros(0, bool), 0.0, 0.0)
     a_min = min_contact_radius_rel * r
     a_cc = np.where(cc, np.maximum(np.sqrt(np.clip(r**2 - z**2, 0, None)), a_min), 0.0)
     h_top = top - z
@@ -276,7 +426,9 @@ def build_contact_graph(
         top=tp,
         top_contact_radius_m=a_top.astype(float),
         top_l_m=np.where(tp, np.clip(h_top, 0.0, r), 0.0),
-        top_m=top,
+        top_m=level,
+        gauge_top_m=top,
+        probe_depth_m=float(top_layer_m),
         box_m=box.copy(),
         periodic=tuple(bool(v) for v in per),  # type: ignore[arg-type]
         source=source,

@@ -71,13 +71,22 @@ class AnalysisParams:
 
     Contacts: ``gap_tolerance_rel`` (gap / smaller radius still counted as contact),
     ``min_contact_radius_rel`` (floor of the contact radius / smaller radius), ``use_engine_contacts``,
-    ``top_layer_thickness_um`` (particles this far below the top also touch the top terminal; 0 for a
-    plate or separator lying on the electrode).
+    ``top_layer_thickness_um``: the probe contact depth (um) of the through-plane top terminal, a probe
+    plate pressed on the electrode: the exposed particles whose top lies within this depth of the gauge
+    top touch it (`electrodem.analysis.contacts`, "Through-plane terminals"); None (default) = one mean
+    AM diameter, the roughness depth of a one-particle-thick free surface (assumed); 0 = a rigid plate
+    at zero load, touching only the highest asperities.
     Resistor: ``run_resistor``, ``bulk_resistance`` ("none" = Holm constriction only, or "flux_tube"; see
     `electrodem.analysis.resistor` for the models and how they compare with the voxel solver).
     Voxel: ``run_voxel``, ``voxels_per_smallest_diameter`` (coarsened if the image would exceed
     ``max_voxels``; the resolution used is reported), ``voxel_flux_rtol`` (stopping criterion).
     ``directions``: subset of x, y, z for conductivities and tortuosities.
+    CBD (`electrodem.analysis.cbd`): ``cbd_porosity`` (internal porosity of the carbon-binder domain;
+    0.5 assumed, mid of the 0.4-0.6 range of issue 15), ``cbd_sigma_e_S_per_m`` (effective electronic
+    conductivity of the porous CBD; 10 S/m assumed, to be calibrated on the wet in-plane four-probe
+    value, Kang et al. 2025: 4 S/m for the electrode), ``cbd_ionic_transport_factor`` (conductivity of
+    the electrolyte-filled CBD / that of the free electrolyte = eps_CBD / tau_CBD; None = Bruggeman
+    eps_CBD^1.5, assumed); ``run_cbd`` (build the CBD and solve it in the voxel image).
     Profiles: ``n_profile_bins`` slabs over the thickness; top/bottom ratios compare the top and bottom
     ``top_bottom_fraction`` of the thickness.
     Rate capability: ``electrolyte`` ("auto": solid when a species conducts ions, else liquid),
@@ -87,7 +96,7 @@ class AnalysisParams:
     gap_tolerance_rel: float = 0.01
     min_contact_radius_rel: float = 0.05
     use_engine_contacts: bool = True
-    top_layer_thickness_um: float = 0.0
+    top_layer_thickness_um: float | None = None
     run_resistor: bool = True
     bulk_resistance: str = "none"
     run_voxel: bool = True
@@ -95,6 +104,10 @@ class AnalysisParams:
     max_voxels: int = 8_000_000
     voxel_flux_rtol: float = 1e-4
     directions: tuple[str, ...] = ("x", "y", "z")
+    run_cbd: bool = True
+    cbd_porosity: float = 0.5
+    cbd_sigma_e_S_per_m: float = 10.0
+    cbd_ionic_transport_factor: float | None = None
     n_profile_bins: int = 20
     top_bottom_fraction: float = 0.2
     electrolyte: str = "auto"
@@ -105,13 +118,12 @@ class AnalysisParams:
     progress: bool = False
 
     def __post_init__(self) -> None:
-        for key in ("use_engine_contacts", "run_resistor", "run_voxel", "progress"):
+        for key in ("use_engine_contacts", "run_resistor", "run_voxel", "progress", "run_cbd"):
             if not isinstance(getattr(self, key), bool):
                 raise _err(key, getattr(self, key), "true or false")
         checks = {
             "gap_tolerance_rel": (lambda v: 0 <= v < 1, "a number in [0, 1)"),
             "min_contact_radius_rel": (lambda v: 0 < v <= 1, "a number in (0, 1]"),
-            "top_layer_thickness_um": (lambda v: v >= 0, "a length >= 0 in um"),
             "voxels_per_smallest_diameter": (lambda v: v > 0, "a number > 0"),
             "voxel_flux_rtol": (lambda v: 1e-9 <= v < 1, "a relative tolerance in [1e-9, 1)"),
             "top_bottom_fraction": (lambda v: 0 < v <= 0.5, "a fraction in (0, 0.5]"),
@@ -119,7 +131,17 @@ class AnalysisParams:
             "electrolyte_D0_m2_per_s": (lambda v: 0 < v < 1e-6, "a diffusivity in (0, 1e-6) m2/s"),
             "electrolyte_C0_mol_per_m3": (lambda v: v > 0, "a concentration > 0 in mol/m3"),
             "transference_number": (lambda v: 0 <= v < 1, "a number in [0, 1)"),
+            "cbd_porosity": (lambda v: 0 <= v < 1, "an internal porosity in [0, 1) (0.4-0.6 typical)"),
+            "cbd_sigma_e_S_per_m": (lambda v: 0 < v < 1e8, "a conductivity in (0, 1e8) S/m"),
         }
+        f = self.cbd_ionic_transport_factor
+        if f is not None and (not _num(f) or not 0 < float(f) <= 1):
+            raise _err("cbd_ionic_transport_factor", f,
+                       "null (Bruggeman cbd_porosity^1.5) or a factor in (0, 1]")
+        tl = self.top_layer_thickness_um
+        if tl is not None and (not _num(tl) or float(tl) < 0):
+            raise _err("top_layer_thickness_um", tl,
+                       "null (one mean AM diameter) or a probe contact depth >= 0 in um")
         for key, (ok, allowed) in checks.items():
             v = getattr(self, key)
             if not _num(v) or not ok(float(v)):
@@ -137,6 +159,11 @@ class AnalysisParams:
                 or any(a not in ("x", "y", "z") for a in d) or len(set(d)) != len(d):
             raise _err("directions", d, "a non-empty list of distinct axes from x, y, z")
         object.__setattr__(self, "directions", tuple(d))
+
+    def cbd_transport_factor(self) -> float:
+        """sigma_ion(CBD) / sigma_electrolyte: the parameter, or Bruggeman cbd_porosity^1.5."""
+        f = self.cbd_ionic_transport_factor
+        return float(f) if f is not None else float(self.cbd_porosity) ** 1.5
 
     @classmethod
     def from_dict(cls, cfg: dict[str, Any] | None) -> AnalysisParams:
@@ -213,8 +240,13 @@ def _surface(micro: Microstructure, g: ContactGraph, pairs: dict[str, dict], h: 
     disc = np.pi * g.contact_radius_m**2
     np.add.at(hidden, g.i, np.maximum(2 * np.pi * r[g.i] * (r[g.i] - g.l_i_m), disc))
     np.add.at(hidden, g.j, np.maximum(2 * np.pi * r[g.j] * (r[g.j] - g.l_j_m), disc))
-    for mask, a, ell in ((g.cc, g.cc_contact_radius_m, g.cc_l_m), (g.top, g.top_contact_radius_m, g.top_l_m)):
-        hidden[mask] += np.maximum(2 * np.pi * r[mask] * (r[mask] - ell[mask]), np.pi * a[mask] ** 2)
+    cc = g.cc
+    a_cc = g.cc_contact_radius_m[cc]
+    hidden[cc] += np.maximum(2 * np.pi * r[cc] * (r[cc] - g.cc_l_m[cc]), np.pi * a_cc**2)
+    # The top probe is a measuring device, not part of the electrode: it hides only the cap it cuts
+    # geometrically (a calender plate pressed into a particle), never the probe's floor disc.
+    tp = g.top
+    hidden[tp] += 2 * np.pi * r[tp] * (r[tp] - g.top_l_m[tp])
     full = 4 * np.pi * r**2
     exposed = np.clip(full - hidden, 0.0, None)
     am = micro.role_mask("AM")
@@ -332,9 +364,12 @@ def _transport_dict(res: Any) -> dict[str, Any]:
     return {k: d[k] for k in keep}
 
 
-def _voxel_section(micro, p, h, electrolyte, out_porosity, warnings) -> tuple[dict, dict, dict]:
-    """Voxel porosity connectivity, tortuosities and voxel conductivities."""
+def _voxel_section(micro, p, h, electrolyte, out_porosity, warnings, g: ContactGraph
+                   ) -> tuple[dict, dict, dict]:
+    """Voxel porosity connectivity, tortuosities and voxel conductivities (measurement terminals:
+    `electrodem.analysis.terminals`, with the probe of the contact graph ``g``)."""
     try:
+        from electrodem.analysis.terminals import probe_columns, voxel_conductivity
         from electrodem.analysis.transport import solve_transport
         from electrodem.analysis.voxelize import voxelize
     except ImportError:  # the voxel layer is optional at import time
@@ -379,17 +414,79 @@ def _voxel_section(micro, p, h, electrolyte, out_porosity, warnings) -> tuple[di
         cmap = {k + 1: float(getattr(s, attr)) for k, s in enumerate(micro.species) if getattr(s, attr) > 0}
         if not cmap:
             continue
-        cond[net] = {}
-        for a in p.directions:
-            r = solve_transport(img, axis=a, conductivity=cmap, periodic_sides=sides(a), **kw)
-            cond[net][a] = {"sigma_eff_S_per_m": r.sigma_eff_S_per_m, "percolates": r.percolates,
-                            "converged": r.converged}
+        cmap = {lab: cmap.get(lab, 0.0) for lab in range(len(img.phase_names))}
+        cols = probe_columns(micro, g.top, img.shape[:2]) if "z" in p.directions else None
+        cond[net] = {a: voxel_conductivity(img.labels, cmap, a, img.voxel_size_m, sides(a),
+                                           probe=cols, plate_level_m=g.top_m, **kw)
+                     for a in p.directions}
     return tort, cond, {
         "voxel_size_um": img.voxel_size_m[0] * 1e6,
         "shape": list(img.shape),
-        "boundary_conditions": "Dirichlet on the two image faces normal to the axis (the image is cut there "
-                               "for x/y), periodic x/y sides, insulating z sides",
+        "boundary_conditions": "conductivities: CC face and a probe plate pressed on the top (z), "
+                               "inner-plane four-probe reading with the current through the cut faces "
+                               "(x/y), periodic x/y sides; tortuosities: Dirichlet on the two image "
+                               "faces normal to the axis, periodic x/y sides, insulating z sides",
     }
+
+
+def _cbd_section(micro: Microstructure, p: AnalysisParams, h: float, electrolyte: str, g: ContactGraph,
+                 warnings: list[str]) -> dict[str, Any] | str:
+    """The carbon-binder domain (`electrodem.analysis.cbd`): classification, volumes, and its voxel
+    transport: electrons through AM + CBD + bare CB (probe terminals), ions through pore + CBD."""
+    from electrodem.analysis.cbd import build_cbd, cbd_image
+    from electrodem.analysis.terminals import probe_columns, voxel_conductivity
+
+    cbd = build_cbd(micro, g, p.cbd_porosity)
+    out: dict[str, Any] = {**cbd.summary(), "cbd_sigma_e_S_per_m": p.cbd_sigma_e_S_per_m,
+                           "cbd_ionic_transport_factor": p.cbd_transport_factor()}
+    if not cbd.member.any():
+        out["note"] = ("no CBD: no binder outside fibrils and no carbon glued by such binder (e.g. a dry "
+                       "electrode: fibrils and CB coating keep the pores open)")
+        return out
+    if not p.run_voxel:
+        return out
+    size, warn = _voxel_size(micro, h, p)
+    warnings.extend(w for w in warn if w not in warnings)
+    img, lab = cbd_image(micro, cbd, size, z_max_m=h, max_voxels=max(p.max_voxels, 1000) * 2)
+    frac = np.bincount(img.labels.ravel(), minlength=lab + 1) / img.labels.size
+    eps_pore, eps_cbd = float(frac[0]), float(frac[lab])
+    out["voxel_cbd_fraction"] = eps_cbd
+    out["voxel_free_pore_fraction"] = eps_pore
+
+    def sides(axis: str) -> tuple[bool, bool, bool]:
+        per = list(img.periodic)
+        per["xyz".index(axis)] = False
+        return tuple(per)  # type: ignore[return-value]
+
+    kw = {"flux_rtol": p.voxel_flux_rtol, "progress": p.progress}
+    emap = {k + 1: float(s.sigma_e_S_per_m) for k, s in enumerate(micro.species)}
+    emap[0], emap[lab] = 0.0, p.cbd_sigma_e_S_per_m
+    cols = probe_columns(micro, g.top, img.shape[:2]) if "z" in p.directions else None
+    out["electronic"] = {a: voxel_conductivity(img.labels, emap, a, img.voxel_size_m, sides(a), probe=cols,
+                                               plate_level_m=g.top_m, **kw) for a in p.directions}
+    if electrolyte == "liquid":
+        f = p.cbd_transport_factor()
+        eps_e = eps_pore + eps_cbd * p.cbd_porosity  # electrolyte volume: free pore + CBD pores
+        ion: dict[str, Any] = {}
+        for a in p.directions:
+            res = {}
+            for name, fac, eps in (("cbd_counted", f, eps_e), ("cbd_omitted", 1.0, eps_pore + eps_cbd)):
+                imap = {k: 0.0 for k in range(lab + 1)}
+                imap[0], imap[lab] = 1.0, fac
+                r = voxel_conductivity(img.labels, imap, a, img.voxel_size_m, sides(a),
+                                       probe=np.zeros(img.shape[:2], bool), plate_level_m=h, **kw)
+                rel = r["sigma_eff_S_per_m"]
+                res[name] = {"electrolyte_fraction": eps, "relative_conductivity": rel,
+                             "tortuosity_factor": eps / rel if rel > 0 else math.inf, "reason": r["reason"]}
+            t1, t0 = res["cbd_counted"]["tortuosity_factor"], res["cbd_omitted"]["tortuosity_factor"]
+            res["tau_ratio_counted_over_omitted"] = t1 / t0 if math.isfinite(t0) and t0 > 0 else math.inf
+            ion[a] = res
+        out["ionic_pore"] = ion
+        out["ionic_definition"] = (
+            "relative to the free electrolyte; cbd_counted: CBD conducts with the transport factor, "
+            "electrolyte fraction = free pore + CBD x cbd_porosity; cbd_omitted: the CBD counted as free "
+            "electrolyte (what a model without a CBD phase does, Usseglio-Viretta 2018); tau = eps / rel")
+    return out
 
 
 def _rate_capability(micro, p, h, electrolyte, porosity_geo, tort) -> dict[str, Any]:
@@ -475,7 +572,8 @@ def analyse(micro: Microstructure, params: AnalysisParams | None = None) -> dict
     area = float(micro.box_m[0] * micro.box_m[1])
 
     g = build_contact_graph(micro, p.gap_tolerance_rel, p.min_contact_radius_rel, p.use_engine_contacts,
-                            top_layer_m=p.top_layer_thickness_um * 1e-6)
+                            top_layer_m=None if p.top_layer_thickness_um is None
+                            else float(p.top_layer_thickness_um) * 1e-6)
     pairs = phase_pair_table(micro, g, by="role")
     timings["contacts_s"] = time.perf_counter() - t0
 
@@ -501,12 +599,21 @@ def analyse(micro: Microstructure, params: AnalysisParams | None = None) -> dict
         "mean_coordination": float(2 * g.n_contacts / micro.n),
         "n_touching_cc": int(g.cc.sum()),
         "n_touching_top": int(g.top.sum()),
+        "top_probe": {
+            "contact_depth_um": g.probe_depth_m * 1e6,
+            "gauge_top_um": g.gauge_top_m * 1e6,
+            "thickness_under_probe_um": g.top_m * 1e6,
+            "n_particles_touching": int(g.top.sum()),
+            "rule": "a probe plate pressed on the top touches every exposed particle (highest surface in "
+                    "the height map) whose top lies within contact_depth_um of the gauge top; through-plane "
+                    "sigma uses thickness_under_probe_um (area-weighted median top of those particles)",
+        },
         "by_phase_pair": {k: {"count": v["count"], "area_um2": v["area_m2"] * 1e12}
                           for k, v in pairs.items()},
     }
     if g.top.sum() < 3:
-        warnings.append(f"only {int(g.top.sum())} particles touch the top plane: through-plane results "
-                        "depend on them; set top_layer_thickness_um for a free, rough surface")
+        warnings.append(f"only {int(g.top.sum())} particles touch the top probe: through-plane results "
+                        "depend on them; top_layer_thickness_um sets the probe contact depth")
 
     v_below = solid_volume_below_m3(micro, h)
     porosity_geo = max(0.0, 1.0 - v_below / (area * h))
@@ -538,12 +645,16 @@ def analyse(micro: Microstructure, params: AnalysisParams | None = None) -> dict
     tort: dict[str, Any] = {}
     t1 = time.perf_counter()
     if p.run_voxel:
-        tort, vcond, vinfo = _voxel_section(micro, p, h, electrolyte, porosity, warnings)
+        tort, vcond, vinfo = _voxel_section(micro, p, h, electrolyte, porosity, warnings, g)
         for net, d in vcond.items():
             cond.setdefault(net, {})["voxel"] = d
         if vinfo:
             cond["voxel_image"] = vinfo
     timings["voxel_s"] = time.perf_counter() - t1
+    if p.run_cbd:
+        t1 = time.perf_counter()
+        metrics["cbd"] = _cbd_section(micro, p, h, electrolyte, g, warnings)
+        timings["cbd_s"] = time.perf_counter() - t1
     metrics["porosity"] = porosity
     metrics["conductivity"] = cond
     metrics["tortuosity"] = tort
@@ -552,7 +663,8 @@ def analyse(micro: Microstructure, params: AnalysisParams | None = None) -> dict
     timings["total_s"] = time.perf_counter() - t0
     metrics["timings_s"] = timings
     metrics["warnings"] = warnings
-    metrics["params"] = asdict(p)
+    # None selects a derived default (probe depth, CBD transport factor): say so instead of null
+    metrics["params"] = {k: ("auto" if v is None else v) for k, v in asdict(p).items()}
     return _jsonable(metrics)
 
 

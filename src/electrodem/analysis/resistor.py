@@ -30,9 +30,12 @@ by ~10 % at these neck sizes (the half-space assumption weakens as necks widen).
 Boundary conditions
 -------------------
 * through-plane (``axis="z"``): two ideal conductor plates, the current collector (z = 0, 0 V) and the
-  top (z = top, 1 V), are extra nodes; a particle touching a plate is joined to it through its own
-  half-contact (the plate itself has no constriction resistance). With Dirichlet values on the two
-  plate nodes, sigma_eff = I * h / (V * Lx * Ly) with h = top. For a simple-cubic stack of n touching
+  probe plate pressed on the top (1 V), are extra nodes; a particle touching a plate is joined to it
+  through its own half-contact (the plate itself has no constriction resistance). The probe touches
+  the exposed particles whose top lies within the probe contact depth of the gauge top, and the
+  sample thickness h is the level the pressed plate rests at (`electrodem.analysis.contacts`,
+  "Through-plane terminals"), so a rough free top does not lose its terminal. With Dirichlet values
+  on the two plate nodes, sigma_eff = I * h / (V * Lx * Ly). For a simple-cubic stack of n touching
   spheres of radius R this gives exactly sigma_eff / sigma = a / R for any n (2 half-contacts with the
   plates + (n-1) full contacts = n / (2 a sigma) per column of cross-section 4 R^2 and height 2 n R).
 * in-plane (``axis="x"`` or ``"y"``, periodic): the box is cut at x = 0 and a potential drop V is imposed
@@ -42,6 +45,12 @@ Boundary conditions
   do not wrap carry no current and are dropped. The current density is the volume average
   J = sum_e I_e d_e / (Lx Ly h) with d_e the branch vector along the axis, and sigma_eff = J Lx / V.
   The CC foil is not part of this circuit (it would short the coating in-plane).
+  Why this is the four-probe value: a four-probe measurement injects current through two outer probes
+  and reads the potential difference between two inner probes, far enough from the injection that
+  the field there is the bulk one (uniform on average); the contact resistance of the injecting
+  probes drops out. A periodic sample with an imposed mean gradient is exactly that bulk field, with
+  no injection faces at all, so it is what the inner probes see (a Dirichlet electrode cut through the
+  sample would instead short every particle it cuts and read too high).
 
 sigma_eff is never NaN or negative: a network that does not percolate gives 0 with a message.
 """
@@ -282,7 +291,8 @@ class ResistorResult:
     bulk_model : "none" or "flux_tube".
     solver : solver used.
     contacts_source : "engine" or "geometry".
-    message : human-readable status.
+    message : human-readable status; says why sigma_eff is 0 when it is.
+    terminals : how the current enters and leaves (probe rule and thickness for z).
     """
 
     network: str
@@ -303,6 +313,7 @@ class ResistorResult:
     solver: str
     contacts_source: str
     message: str
+    terminals: str = ""
 
     def summary(self) -> dict:
         """JSON-able summary (no per-particle arrays)."""
@@ -315,6 +326,7 @@ class ResistorResult:
             "bulk_model": self.bulk_model,
             "solver": self.solver,
             "message": self.message,
+            "terminals": self.terminals,
         }
 
 
@@ -337,14 +349,15 @@ def resistor_conductivity(
     bulk: str = "none",
     gap_tolerance_rel: float = 0.01,
     min_contact_radius_rel: float = 0.05,
-    top_layer_m: float = 0.0,
+    top_layer_m: float | None = None,
     rtol: float = 1e-10,
     current_rtol: float = CURRENT_RTOL,
 ) -> ResistorResult:
     """Effective electronic or ionic conductivity (S/m) of ``micro`` along ``axis`` ("x", "y" or "z").
 
     ``graph`` may be passed to reuse a contact graph; otherwise one is built with the given contact
-    rules (see `electrodem.analysis.contacts`). Model and boundary conditions: module docstring.
+    rules and probe contact depth ``top_layer_m`` (m; None = one mean AM diameter; see
+    `electrodem.analysis.contacts`). Model and boundary conditions: module docstring.
     """
     if axis not in ("x", "y", "z"):
         raise ValueError(f"axis={axis!r} is invalid: use 'x', 'y' or 'z'")
@@ -375,11 +388,22 @@ def resistor_conductivity(
     zeros = np.zeros(n)
     length = h if ax == 2 else float(box[ax])
     area = float(box[0] * box[1]) if ax == 2 else float(box[1 - ax] * h)
+    if ax == 2:
+        terminals = (
+            f"CC plane z = 0 ({int(np.count_nonzero(graph.cc & mask))} particles); probe plate on the "
+            f"{int(np.count_nonzero(graph.top & mask))} exposed particles whose top lies within "
+            f"{graph.probe_depth_m * 1e6:.3g} um of the gauge top {graph.gauge_top_m * 1e6:.4g} um; "
+            f"thickness under the probe {h * 1e6:.4g} um"
+        )
+    else:
+        terminals = (f"periodic {axis} with an imposed mean potential gradient (what the inner probes of "
+                     "a four-probe measurement see)")
 
     def result(sigma, cur, phi, cpp, perc, nsol, solver, msg):
         return ResistorResult(
             network, axis, float(sigma), sig_ref, float(sigma / sig_ref) if sig_ref > 0 else 0.0, perc,
             float(cur), 1.0, float(length), area, cpp, phi, n_contacts, nsol, bulk, solver, graph.source, msg,
+            terminals,
         )
 
     if not np.any(mask):
@@ -405,8 +429,9 @@ def resistor_conductivity(
         phi, cur, nsol, solver = _solve_dirichlet(n + 2, ii, jj, gg, [top_node], [cc_node], rtol,
                                                   current_rtol)
         if cur <= 0.0:
-            msg = (f"{network} network does not percolate from the CC to the top "
-                   f"({len(pc)} particles touch the CC, {len(pt)} the top): sigma_eff = 0")
+            msg = (f"{network} network does not percolate from the CC to the top probe "
+                   f"({len(pc)} of its particles touch the CC, {len(pt)} the probe; no connected path "
+                   "joins them): sigma_eff = 0")
             return result(0.0, 0.0, phi[:n], zeros, False, 0, "none", msg)
         ie = np.abs(gg * (phi[ii] - phi[jj]))
         both = np.concatenate([ii, jj])
