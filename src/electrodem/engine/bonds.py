@@ -62,7 +62,7 @@ import numpy as np
 import taichi as ti
 
 from electrodem.config import ConfigError
-from electrodem.engine.extensions import Extension
+from electrodem.engine.extensions import Extension, kept_index_map
 from electrodem.engine.integrate import _box, _wrap
 
 # Parameter columns (per bond).
@@ -549,6 +549,20 @@ class Bonds(Extension):
         return int(hit.sum())
 
     # ------------------------------------------------------------------ engine hooks
+    def on_particles_removed(self, sim: Any, removed_ids: np.ndarray) -> None:
+        """Drop every bond (intact or broken) with an end among the removed particles and renumber the
+        ends of the others to the external indices they get after the removal. Bond indices close up
+        (order kept), so indices returned by `add` earlier no longer hold."""
+        if self.n == 0:
+            return
+        new_index = kept_index_map(sim.ids, removed_ids)
+        h = self._host()
+        ends = new_index[h["ends"]]
+        keep = np.all(ends >= 0, axis=1)
+        h = {k: v[keep] for k, v in h.items()}
+        h["ends"] = ends[keep]
+        self._upload(h)
+
     def add_forces(self, sim: Any, time_s: float, dt_s: float) -> None:
         if self.n == 0:
             return

@@ -4,7 +4,9 @@ Holds particles (positions, velocities, spins, forces and torques of the last st
 kick is exact, the recorded wall forces of `Simulation(record_wall_forces=True)`), per-pair and
 per-wall contact history (with the largest overlaps of the Thornton–Ning
 law and the JKR contact flags), the temperature, wall positions/velocities/forces/work, step, time, time
-step and the model description, so `read_checkpoint` continues the run where it stopped.
+step, the model description and the per-particle agent fields (`electrodem.engine.fields`; their
+names, dtypes and fills are in the model description, their arrays under ``fld_<name>``), so
+`read_checkpoint` continues the run where it stopped.
 """
 
 from __future__ import annotations
@@ -55,6 +57,7 @@ def capture(sim: Any) -> dict[str, Any]:
         "le_shift_m": float(glob["dom"][D_LE_SHIFT]),
         "hist": hist,
         "extensions": {e.name: e.state_dict() for e in sim.extensions},
+        "fields": sim.fields.copy_arrays(),
     }
 
 
@@ -84,6 +87,8 @@ def write_checkpoint(data: dict[str, Any], path: Path) -> Path:
     for name, state in data.get("extensions", {}).items():
         for k, v in state.items():
             arrays[f"x_{name}__{k}"] = np.asarray(v)
+    for name, a in data.get("fields", {}).items():
+        arrays[f"fld_{name}"] = a
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp.npz")
     np.savez(tmp, **arrays)
@@ -160,6 +165,8 @@ def read_checkpoint(cls: Any, path: Path, options: Any = None) -> Any:
         sim.add_extension(ext)
         pre = f"x_{e['name']}__"
         ext.load_state_dict({k[len(pre) :]: data[k] for k in data if k.startswith(pre)})
+    fields = m.get("fields", [])
+    sim.fields.load(fields, {f["name"]: data[f"fld_{f['name']}"] for f in fields})
     sim._next_id = int(data["next_id"])
     sim.step = int(data["step"])
     sim.time_s = float(data["time_s"])

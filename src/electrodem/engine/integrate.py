@@ -535,6 +535,19 @@ def step(
     return ok
 
 
+@ti.kernel
+def drifted(s: ti.template(), n: ti.i32, trigger_d2: float) -> ti.i32:
+    """1 when some particle moved farther than sqrt(trigger_d2) (m) since the last neighbour build (the
+    test `step` makes, for the split step of ``pre_force`` extensions; see `electrodem.engine.live`)."""
+    box, per = _box(s)
+    moved = 0
+    for i in range(n):
+        d = _wrap(s.x[i] - s.xref[i], box, per)
+        if d.dot(d) > trigger_d2:
+            moved = 1
+    return moved
+
+
 def rayleigh_time_s(
     radius_m: np.ndarray,
     density_kg_per_m3: np.ndarray,

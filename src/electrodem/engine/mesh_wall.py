@@ -47,6 +47,7 @@ import taichi as ti
 
 from electrodem.config import ConfigError
 from electrodem.engine.contact import table_contact_law
+from electrodem.engine.extensions import kept_index_map
 from electrodem.engine.model import P_ESTAR
 from electrodem.engine.tools import ToolExtension
 
@@ -502,6 +503,19 @@ class MeshWall(ToolExtension):
             dst.from_numpy(full)
 
     # ------------------------------------------------------------------ engine hooks
+    def on_particles_removed(self, sim: Any, removed_ids: np.ndarray) -> None:
+        # The contact history is kept by external index: close up the rows of the removed particles.
+        self._ensure_history(sim.n)
+        keep = kept_index_map(sim.ids, removed_ids) >= 0
+        h = self._history_numpy()
+        self._history_from_numpy({k: v[: sim.n][keep] for k, v in h.items()})
+        self._n_seen = -1
+
+    def on_model_changed(self, sim: Any) -> None:
+        # Material indices follow the table; radii may have grown past the grid's pad.
+        self._mat = sim.materials.index(self.material)
+        self._n_seen = -1
+
     def add_forces(self, sim: Any, time_s: float, dt_s: float) -> None:
         if self.geom is None:
             raise ConfigError(f"mesh[{self.name}]", None, "a mesh (restore one with load_state_dict)")

@@ -21,7 +21,8 @@ import numpy as np
 
 from electrodem.config import ConfigError
 from electrodem.engine import arch
-from electrodem.engine.extensions import Extension, class_path
+from electrodem.engine.extensions import STAGES, Extension, class_path
+from electrodem.engine.fields import ParticleFields
 from electrodem.engine.model import ContactModel, Material, MaterialTable, PairOverride
 from electrodem.engine.state import D_LE_DV, D_LE_SHIFT
 from electrodem.engine.walls import MAX_WALLS, N_WALL_COLS, W_PX, W_VX, Wall
@@ -244,6 +245,10 @@ class Simulation:
         self._last_good: dict[str, Any] | None = None
         self.extensions: list[Extension] = []
         """Force extensions (bonds, tools...) in the order they add their forces."""
+        self.fields = ParticleFields()
+        """Per-particle agent fields (external order; see `add_field`)."""
+        self._live_token = object()
+        """Identifies this simulation to its snapshots (`snapshot_state`)."""
         self._alloc_store(64)
 
     # ------------------------------------------------------------------ storage
@@ -404,16 +409,7 @@ class Simulation:
             else np.asarray(ids, np.int64).reshape(k)
         )
         all_r = np.concatenate([self._radii(), r])
-        self.cohesion_reach_m = self._cohesion_reach(all_r)
-        skin = self._skin(all_r) + self.cohesion_reach_m
-        cut = 2.0 * all_r.max() + skin
-        for a in range(3):
-            if self.periodic[a] and self.box_m[a] <= 2.0 * cut:
-                raise ConfigError(
-                    "box_m",
-                    self.box_m.tolist(),
-                    f"periodic length > 2 x (largest diameter + skin) = {2 * cut:.4g} m on axis {'xyz'[a]}",
-                )
+        self.cohesion_reach_m, skin = self._skin_for(all_r)
         cur = self._store.particles_to_numpy(self.n)
         add = {
             "x": x,
@@ -444,6 +440,7 @@ class Simulation:
             self._nl.load_history(hist, n_new)
         self.n = n_new
         self.ids = np.concatenate([self.ids, new_ids])
+        self.fields.append(k)
         self._next_id = int(max(self._next_id, new_ids.max() + 1 if k else 0))
         self._nl.assign_levels(self._store, merged["r"], skin)
         self._forces_valid = False
@@ -454,7 +451,36 @@ class Simulation:
         return new_ids
 
     def _radii(self) -> np.ndarray:
+        """Radii (m) in internal order."""
         return self._store.r.to_numpy()[: self.n].astype(np.float64) if self.n else np.zeros(0)
+
+    def _skin_for(self, radii: np.ndarray) -> tuple[float, float]:
+        """(cohesive reach, neighbour-list skin incl. that reach) (m) for particles of ``radii`` (m) under
+        the current model; ConfigError when a periodic box is too short for them (nothing changed)."""
+        if len(radii) == 0:
+            return 0.0, 0.0
+        reach = self._cohesion_reach(radii)
+        skin = self._skin(radii) + reach
+        cut = 2.0 * float(np.max(radii)) + skin
+        for a in range(3):
+            if self.periodic[a] and self.box_m[a] <= 2.0 * cut:
+                raise ConfigError(
+                    "box_m",
+                    self.box_m.tolist(),
+                    f"periodic length > 2 x (largest diameter + skin) = {2 * cut:.4g} m on axis {'xyz'[a]}",
+                )
+        return reach, skin
+
+    def _invalidate(self, list_: bool = False) -> None:
+        """After a change of the model or the particles: forces (and with ``list_`` the neighbour list)
+        are recomputed before the next step, the energy guard takes a new reference and an automatic
+        time step is chosen anew."""
+        self._forces_valid = False
+        if list_:
+            self._list_valid = False
+        self._energy_ref = None
+        if self._dt_fixed is None:
+            self.time_step_report = None
 
     def _skin(self, radii: np.ndarray) -> float:
         return float(self._skin_user) if self._skin_user is not None else 0.5 * float(radii.min())
@@ -500,6 +526,8 @@ class Simulation:
         self._check_alive()
         if not isinstance(ext, Extension):
             raise ConfigError("extension", type(ext).__name__, "an electrodem.engine.extensions.Extension")
+        if getattr(ext, "stage", None) not in STAGES:
+            raise ConfigError("extension.stage", getattr(ext, "stage", None), f"one of {STAGES}")
         if any(e.name == ext.name for e in self.extensions):
             raise ConfigError(
                 "extension.name", ext.name, f"a name not in {[e.name for e in self.extensions]}"
@@ -512,6 +540,13 @@ class Simulation:
             self.time_step_report = None
         return ext
 
+    def remove_extension(self, name: str) -> Extension:
+        """Detach the extension called ``name`` (its forces stop from the next evaluation); returns it."""
+        ext = self.extension(name)
+        self.extensions.remove(ext)
+        self._invalidate()
+        return ext
+
     def extension(self, name: str) -> Extension:
         """The extension called ``name``."""
         for e in self.extensions:
@@ -521,7 +556,8 @@ class Simulation:
 
     def _extension_forces(self, time_s: float, dt_s: float) -> None:
         for e in self.extensions:
-            e.add_forces(self, time_s, dt_s)
+            if e.stage == "post_force":
+                e.add_forces(self, time_s, dt_s)
 
     # ------------------------------------------------------------------ time step
     def _choose_dt(self) -> None:
@@ -593,6 +629,23 @@ class Simulation:
             {"extension_limits_s": limits} if limits else {},
         )
         self._set_dom(10, dt)
+
+    def set_time_step_rule(
+        self, rayleigh_fraction: float, steps_per_contact: float, impact_speed_m_per_s: float | None
+    ) -> None:
+        """Choose the automatic time step anew at the next run with these criteria (as in the
+        constructor); a fixed time step is released."""
+        if not 0 < rayleigh_fraction <= 1:
+            raise ConfigError("rayleigh_fraction", rayleigh_fraction, "in (0, 1]")
+        if not steps_per_contact >= 5:
+            raise ConfigError("steps_per_contact", steps_per_contact, ">= 5")
+        if impact_speed_m_per_s is not None and not impact_speed_m_per_s > 0:
+            raise ConfigError("impact_speed_m_per_s", impact_speed_m_per_s, "null or > 0 (m/s)")
+        self.rayleigh_fraction = float(rayleigh_fraction)
+        self.steps_per_contact = float(steps_per_contact)
+        self.impact_speed = impact_speed_m_per_s
+        self._dt_fixed = None
+        self._invalidate()
 
     def set_time_step(self, dt_s: float) -> None:
         """Fix the time step (s) from now on."""
@@ -700,13 +753,166 @@ class Simulation:
         self._store.wmode[index] = self.walls[index].mode_code
         self._store.wmat[index] = self.materials.index(self.walls[index].material)
 
+    def set_walls(self, walls: Sequence[Wall]) -> None:
+        """Replace the wall list (at most `MAX_WALLS`). A new wall whose name matches an old wall's (the
+        first not matched yet, in order) keeps that wall's per-particle history (tangential, rolling,
+        largest overlap, JKR contact, recorded force), force and work; the others start fresh. Each
+        wall's position and velocity are those of its `Wall` (read `wall_state` to carry a moved wall's
+        position over; `add_wall` / `remove_wall` keep the others where they are)."""
+        from electrodem.engine.live import set_walls
+
+        set_walls(self, walls)
+
+    def add_wall(self, wall: Wall) -> int:
+        """Add ``wall`` (fresh history); returns its index. The other walls keep everything, their
+        current positions and servo speeds included."""
+        from electrodem.engine.live import apply_walls
+
+        apply_walls(self, [*self.walls, wall], [*range(len(self.walls)), None], keep_rows=True)
+        return len(self.walls) - 1
+
+    def remove_wall(self, wall: str | int) -> None:
+        """Remove the wall of that name (the first one) or index; the others keep everything, their
+        current positions and servo speeds included, and move down to fill its index."""
+        from electrodem.engine.live import apply_walls, wall_index
+
+        k = wall_index(self, wall)
+        keep = [i for i in range(len(self.walls)) if i != k]
+        apply_walls(self, [self.walls[i] for i in keep], keep, keep_rows=True)
+
+    def wall_history(self, wall: str | int) -> dict[str, np.ndarray]:
+        """Per-particle contact history with one wall (external order): tangential_m (n, 3) spring,
+        rolling_N_m (n, 3) (zeros unless ``rolling="epsd"``), max_overlap_m (n,) largest overlap of the
+        contact (zeros unless Thornton–Ning) and jkr_contact (n,) bool."""
+        from electrodem.engine.integrate import WALL_BOND_BIT
+        from electrodem.engine.live import wall_index
+
+        k = wall_index(self, wall)
+        st = self._store.particles_to_numpy(self.n)
+        return {
+            "tangential_m": st["wht"][:, k],
+            "rolling_N_m": st["whr"][:, k],
+            "max_overlap_m": st["wdm"][:, k],
+            "jkr_contact": ((self._wall_bonds() >> (WALL_BOND_BIT + k)) & 1).astype(bool),
+        }
+
+    # ------------------------------------------------------------------ a live simulation across phases
+    def set_materials(
+        self,
+        materials: Sequence[Material],
+        pair_overrides: dict[tuple[str, str], PairOverride] | None = None,
+        rescale_masses: bool = False,
+    ) -> None:
+        """Replace the material table (``pair_overrides`` as in the constructor: None is none).
+
+        Particles, walls and tool extensions keep their material by name: every material in use must be
+        in the new table (ConfigError naming the first one missing). Contact history is kept; the
+        pair table is uploaded again, forces are recomputed before the next step and an automatic time
+        step is chosen anew at the next run. Masses (kg) stay as they are (the caller may have scaled
+        them) unless ``rescale_masses``: then density x volume for every mobile particle."""
+        from electrodem.engine.live import set_materials
+
+        self._check_alive()
+        set_materials(self, materials, pair_overrides, rescale_masses)
+
+    def set_contact(self, contact: ContactModel) -> None:
+        """Switch the contact sub-models. Particles and every per-pair / per-wall history both models
+        keep are carried over exactly (tangential spring, rolling spring of ``epsd``, largest overlap
+        dm of ``thornton_ning``, JKR contact flags); one only the new model has starts at zero (a
+        Thornton–Ning contact then takes its current overlap as dm at its first evaluation, as a new
+        contact does: beyond the yield overlap it is on the plastic loading line); one it lacks is
+        dropped. Storage is re-acquired for the fields the new model needs; forces, neighbour list and
+        an automatic time step are recomputed before the next step."""
+        from electrodem.engine.live import set_contact
+
+        self._check_alive()
+        set_contact(self, contact)
+
+    def set_guards(self, guards: Guards) -> None:
+        """Replace the run guards (from the next check on)."""
+        from electrodem.engine.live import guards_checked
+
+        self.guards = guards_checked(guards)
+
+    def remove_particles(self, ids: Sequence[int] | np.ndarray) -> np.ndarray:
+        """Remove the particles of persistent ids ``ids`` (`ids`); returns them. Every other particle
+        keeps its state, wall history, agent fields and the history of its contacts with the others;
+        extensions are told first (`Extension.on_particles_removed`: bonds drop those touching them).
+        External indices of the remaining particles close up (order kept)."""
+        from electrodem.engine.live import remove_particles
+
+        self._check_alive()
+        return remove_particles(self, ids)
+
+    def set_radii(
+        self, ids: Sequence[int] | np.ndarray, radii_m: float | np.ndarray, rescale_mass: bool = True
+    ) -> None:
+        """Change the radii (m) of the particles of ``ids``. ``rescale_mass``: mass x (r_new / r_old)^3
+        (a mass scaling the caller applied is kept); else the mass stays. The moment of inertia is
+        2/5 m r^2 again. Contact history is kept; the list is rebuilt and forces recomputed."""
+        from electrodem.engine.live import set_radii
+
+        self._check_alive()
+        set_radii(self, ids, radii_m, rescale_mass)
+
+    def set_masses(self, ids: Sequence[int] | np.ndarray, masses_kg: float | np.ndarray) -> None:
+        """Set the masses (kg) of the mobile particles of ``ids`` (inertia 2/5 m r^2)."""
+        from electrodem.engine.live import set_masses
+
+        self._check_alive()
+        set_masses(self, ids, masses_kg)
+
+    def set_material(
+        self, ids: Sequence[int] | np.ndarray, material: str | int, rescale_mass: bool = False
+    ) -> None:
+        """Give the particles of ``ids`` another material (name or index); ``rescale_mass``: density x
+        volume of the new material, else masses stay."""
+        from electrodem.engine.live import set_material
+
+        self._check_alive()
+        set_material(self, ids, material, rescale_mass)
+
+    def add_field(
+        self, name: str, dtype: Any = np.float64, shape: tuple[int, ...] | int = (), fill: float | int = 0
+    ) -> np.ndarray:
+        """Add a per-particle agent field (float64 or int64, shape (n,) or (n, k)), every row ``fill``;
+        returns it (see `electrodem.engine.fields`)."""
+        return self.fields.add(name, dtype, shape, fill, self.n)
+
+    def field(self, name: str) -> np.ndarray:
+        """The agent field ``name`` (external order: row k is particle ``ids[k]``); write into it."""
+        return self.fields[name]
+
+    def snapshot_state(self) -> Any:
+        """A deep in-memory copy of the whole state (`electrodem.engine.live.LiveState`): particles,
+        histories, walls, extensions, agent fields, model, step, time and time step, plus the neighbour
+        list in the kernels' order, so that `restore_state` continues bit for bit."""
+        from electrodem.engine.live import snapshot_state
+
+        self._check_alive()
+        return snapshot_state(self)
+
+    def restore_state(self, snapshot: Any) -> None:
+        """Put this simulation back to ``snapshot`` (from its own `snapshot_state`): materials, contact
+        model, walls and guards as they were then, storage re-acquired where they differ; extensions
+        attached since are detached, removed ones re-attached."""
+        from electrodem.engine.live import restore_state
+
+        self._check_alive()
+        restore_state(self, snapshot)
+
     # ------------------------------------------------------------------ stepping
-    def _rebuild(self) -> None:
+    def _rebuild(self, time_s: float | None = None) -> None:
+        """Build the neighbour list (re-orders the particles); ``time_s`` (s) for ``on_rebuild``
+        extensions (default: the current time)."""
         self._nl.build(
             self._store, self.n, self.box_m, self.periodic, len(self.walls), lees_edwards=self._lees_edwards
         )
         self._list_valid = True
         self._le_drift_m = 0.0
+        for e in self.extensions:
+            if e.stage == "on_rebuild":
+                e.on_stage(self, "on_rebuild", self.time_s if time_s is None else time_s, self.dt_s)
 
     def _prime(self) -> None:
         """Forces at the current state without advancing (history is not incremented: dt = 0)."""
@@ -737,6 +943,15 @@ class Simulation:
 
         if k <= 0:
             return
+        if not self._list_valid:
+            # Particles were added, removed or resized since the last step (a run callback): the list
+            # holds only their history until it is rebuilt.
+            self._prime()
+        if any(e.stage in ("pre_force", "end_of_step") for e in self.extensions):
+            from electrodem.engine.live import advance_staged
+
+            advance_staged(self, k)
+            return
         nl = self._nl
         n, nw = self.n, len(self.walls)
         tang = self.contact.tangential == "mindlin"
@@ -745,7 +960,7 @@ class Simulation:
         # The cohesive reach is part of the list's skin but not of the motion allowance.
         trigger = (0.5 * (nl.skin_m - self.cohesion_reach_m)) ** 2
         s = self._store
-        ext = bool(self.extensions)
+        ext = any(e.stage == "post_force" for e in self.extensions)
         dt = self.dt_s
         pending = False
         # Lees–Edwards: pairs across the z faces also move apart by the shift change ds since the
@@ -761,7 +976,7 @@ class Simulation:
                     trigger = h * h if h > 0.125 * base else -1.0
                 if not step(s, nl.pairs, n, nw, 1 if t else 0, trigger, tang, roll, coh):
                     pending = True
-                    self._rebuild()
+                    self._rebuild(self.time_s + (t + 1) * dt)
                     forces(s, nl.pairs, n, nw, tang, roll, coh)
                     pending = False
                 if ext:
@@ -1031,9 +1246,9 @@ class Simulation:
         )
 
     def state(self) -> dict[str, np.ndarray]:
-        """Current particle arrays (float64, SI): positions_m, velocities_m_per_s,
+        """Current particle arrays (float64, SI, external order): positions_m, velocities_m_per_s,
         angular_velocities_rad_per_s, forces_N, torques_N_m, radii_m, masses_kg (inf if fixed),
-        material_id, ids."""
+        material_id, fixed (bool), ids."""
         st = self._store.particles_to_numpy(self.n)
         with np.errstate(divide="ignore"):
             mass = np.where(st["invm"] > 0, 1.0 / np.where(st["invm"] > 0, st["invm"], 1.0), np.inf)
@@ -1046,7 +1261,32 @@ class Simulation:
             "radii_m": st["r"],
             "masses_kg": mass,
             "material_id": st["mat"],
+            "fixed": st["invm"] == 0,
             "ids": self.ids.copy(),
+        }
+
+    def particles(self) -> dict[str, np.ndarray]:
+        """The particle view for extensions and agent rules: `state` (ids, positions, velocities, spins,
+        radii, masses, material index, fixed flag, in external order). Writing into it changes nothing."""
+        return self.state()
+
+    def contact_history(self) -> dict[str, np.ndarray]:
+        """Per-pair history of the neighbour list (external indices i < j, sorted): tangential_m (n, 3)
+        spring as seen from i, rolling_N_m (n, 3), max_overlap_m (dm, Thornton–Ning) and jkr_contact
+        (bool); pairs apart with no history have zeros."""
+        h = self._nl.history_numpy()
+        i, j = h["i"], h["j"]
+        # The list stores a pair once, from its owner: seen from the other end the springs change sign.
+        sign = np.where(i > j, -1.0, 1.0)[:, None]
+        lo, hi = np.minimum(i, j), np.maximum(i, j)
+        order = np.lexsort((hi, lo))
+        return {
+            "i": lo[order],
+            "j": hi[order],
+            "tangential_m": (sign * h["ht"])[order],
+            "rolling_N_m": (sign * h["hr"])[order],
+            "max_overlap_m": h["dm"][order],
+            "jkr_contact": h["hc"][order] != 0,
         }
 
     def contacts(self) -> Any:
@@ -1222,6 +1462,7 @@ class Simulation:
             "step": self.step,
             "time_s": self.time_s,
             "n_particles": self.n,
+            "fields": self.fields.describe(),
             "extensions": [
                 {"name": e.name, "class": class_path(e), "params": e.describe()} for e in self.extensions
             ],

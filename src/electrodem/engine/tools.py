@@ -34,7 +34,7 @@ import taichi as ti
 
 from electrodem.config import ConfigError
 from electrodem.engine.contact import table_contact_law
-from electrodem.engine.extensions import Extension
+from electrodem.engine.extensions import Extension, kept_index_map
 from electrodem.engine.model import P_ESTAR
 
 ROLLER_MODES = ("velocity", "servo")
@@ -313,6 +313,18 @@ class RollerCylinder(ToolExtension):
 
     def _load_N(self) -> float:
         return float(self._out[O_F + 2])
+
+    def on_particles_removed(self, sim: Any, removed_ids: np.ndarray) -> None:
+        # The contact history is kept by external index: close up the rows of the removed particles.
+        assert self._hist is not None
+        self._hist.ensure(sim.n)
+        keep = kept_index_map(sim.ids, removed_ids) >= 0
+        ht, hr = self._hist.to_numpy(sim.n)
+        self._hist.from_numpy(ht[keep], hr[keep])
+
+    def on_model_changed(self, sim: Any) -> None:
+        # Material indices follow the table (set_materials may reorder it).
+        self._mat = sim.materials.index(self.material)
 
     def add_forces(self, sim: Any, time_s: float, dt_s: float) -> None:
         assert self._hist is not None
