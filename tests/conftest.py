@@ -99,7 +99,10 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         metafunc.parametrize("chaos", cases, ids=[c.id for c in cases])
 
 
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # tryfirst: pytest-xdist's worker reads the xdist_group marks in its own hook of this name, which
+    # otherwise runs first and never sees the marks added here (each worker then settled its own bed).
     for item in items:
         fixtures = getattr(item, "fixturenames", ())
         marked = item.get_closest_marker("chaotic") is not None

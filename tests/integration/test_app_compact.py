@@ -47,3 +47,26 @@ def test_place_settle_compact_route_writes_the_compaction_outputs(chaos, smoke_b
     # one step of plate travel (mass-based porosity at the plate).
     assert m["steps"]["compact"]["loaded"]["porosity"] == pytest.approx(0.45, abs=2e-3)
     assert float(rows[-1]["porosity"]) == pytest.approx(block["final_porosity"])
+
+
+@pytest.mark.slow
+@pytest.mark.chaotic
+def test_a_route_resumed_at_a_step_boundary_ends_as_the_uninterrupted_one(tmp_path, chaos, smoke_bed):
+    """Resume after settle (snapshot + its engine state: contact history, walls, time) and run the
+    compaction again: metrics.json equals the uninterrupted run's but for timings and paths, because
+    the uninterrupted run also goes on from the engine checkpoint it writes at each step boundary
+    (`electrodem.process.live.checkpoint_boundary`). Same process, so same thread count and f64."""
+    if chaos.perturbation_rel or chaos.seed:
+        pytest.skip("the identity of two code paths is not a property of a trajectory: default case only")
+    full = smoke_bed(chaos)
+    run = tmp_path / "resumed"
+    bed = full / "snapshots" / "01_settle.npz"
+    assert bed.with_name("01_settle.engine.npz").is_file()
+    electrodem("+experiment=smoke_compact", *chaos.overrides(), f"resume_from={bed}", f"hydra.run.dir={run}",
+               in_process=True)
+    a, b = (json.loads((d / "metrics.json").read_text()) for d in (full, run))
+    for m in (a, b):
+        m.pop("timings_s")
+        m["analysis"].pop("timings_s")
+        m["run"].pop("run_dir")
+    assert a == b

@@ -112,6 +112,7 @@ INVALID: dict[str, Any] = {
     "compact.relax_damping_per_s": -1.0, "compact.relax_ke_ratio": 0.0, "compact.relax_max_steps": 0,
     "compact.max_overlap_ratio": 0.9, "compact.max_total_overlap_ratio": 5.0,
     "compact.max_overlap_volume_fraction": 1.0, "compact.fit_pressure_fraction": 1.0,
+    "compact.cohesion": "vdw", "compact.surface_energy_scale": -1.0,
     # --- calender
     "calender.geometry": "drum", "calender.roll_radius_m": 0.0, "calender.control": "speed",
     "calender.gap_um": -5.0, "calender.gap_fraction": 1.5, "calender.target_line_load_N_per_mm": -1.0,
@@ -128,6 +129,7 @@ INVALID: dict[str, Any] = {
     "calender.relax_damping_ratio": 0.0, "calender.max_relax_steps": 0, "calender.max_arc_fraction": 0.5,
     "calender.search_passes": 1, "calender.search_tolerance": 1.0, "calender.max_overlap_ratio": 0.5,
     "calender.max_total_overlap_ratio": 3.0, "calender.max_steps_per_pass": 0,
+    "calender.cohesion": "glue", "calender.surface_energy_scale": -1.0,
     # --- shear
     "shear.shear_rate_per_s": 0.0, "shear.strain": 0.0, "shear.samples": 0,
     "shear.industrial_shear_rate_per_s": 0.0, "shear.affine_start": "yes",
@@ -248,6 +250,7 @@ RANGES: dict[str, Range] = {
     "compact.relax_ke_ratio": _r(FRAC01), "compact.relax_max_steps": INT1,
     "compact.max_overlap_ratio": _r("(0, 0.5]"), "compact.max_total_overlap_ratio": _r("[0.1, 2]"),
     "compact.max_overlap_volume_fraction": _r(FRAC01), "compact.fit_pressure_fraction": _r("[0, 1)"),
+    "compact.surface_energy_scale": _r(NONNEG), "calender.surface_energy_scale": _r(NONNEG),
     "calender.roll_radius_m": _r(POS), "calender.gap_um": _r(POS, lists=True),
     "calender.gap_fraction": _r("(0, 1]"), "calender.target_line_load_N_per_mm": _r(POS),
     "calender.target_porosity": _r(FRAC01), "calender.passes": INT1, "calender.roll_temperature_K": _r(POS),

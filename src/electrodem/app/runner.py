@@ -6,6 +6,8 @@ far as the steps provide it), ``microstructure.npz`` (final snapshot, readable w
 ``snapshots/NN_label.npz`` per stage that changes the state, ``particles.vtu`` (final) and
 ``particles.pvd`` with one VTU per such stage under ``particles/``, each step's own CSVs and plots,
 ``checkpoint.npz`` (the state after the last completed stage; pass it as ``resume_from`` to continue),
+and beside each snapshot of a stage run on the engine its live engine state ``*.engine.npz`` (contact
+history, bonds, agent fields: `electrodem.process.live`), which a resume from that snapshot loads,
 and renders under ``renders/``.
 """
 
@@ -14,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -25,6 +28,7 @@ from electrodem.analysis.composition import composition_metrics
 from electrodem.app.schema import validate
 from electrodem.config.errors import ConfigError
 from electrodem.io.vtk import PVDSeries, read_pvd, write_vtu
+from electrodem.process.live import checkpoint_boundary, engine_state_path, resume_engine
 from electrodem.process.recipe import ProcessState, StepContext
 
 log = logging.getLogger("electrodem")
@@ -45,7 +49,8 @@ def _json_safe(o: Any) -> Any:
     return o
 
 
-RUN_OUTPUTS = ("checkpoint.npz", "engine_checkpoint.npz", "microstructure.npz", "particles.vtu",
+RUN_OUTPUTS = ("checkpoint.npz", "checkpoint.engine.npz", "engine_checkpoint.npz", "microstructure.npz",
+               "particles.vtu",
                "particles.pvd", "snapshots", "particles")
 """What a run writes once it computes (resolved_config.yaml aside, written just before). A directory
 holding any of them but no metrics.json is an interrupted run; Hydra's own ``.hydra/`` and log file
@@ -107,6 +112,8 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         completed = list(state.micro.metadata.get("completed_stages", []))
         reports.update(state.micro.metadata.get("step_reports", {}))
         log.info("resuming after stages %s%s", completed, " in place" if in_place else "")
+        if state.micro.metadata.get("engine_state") and completed:
+            resume_engine(state, engine_state_path(Path(resume)), completed[-1], rc.engine)
     pvd = PVDSeries(run_dir / "particles.pvd")
     if in_place and pvd.path.is_file():
         # Keep the series of the stages the interrupted run completed (its VTUs stay where they are).
@@ -133,18 +140,32 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         assert state.micro is not None
         if not step.changes_state:
             continue
+        if state.sim is not None and not step.uses_engine:
+            log.warning("step %s changed the snapshot without the engine: the live engine state (contact "
+                        "history, bonds) is dropped and the next engine step starts from the snapshot", label)
+            state.sim.free()
+            state.sim = None
+        snap = run_dir / "snapshots" / f"{k:02d}_{label}.npz"
+        if state.sim is not None:
+            # The step boundary is an engine checkpoint: the run goes on from what a resume would load.
+            checkpoint_boundary(state, engine_state_path(snap), label, rc.engine)
+            shutil.copyfile(engine_state_path(snap), engine_state_path(run_dir / "checkpoint.npz"))
         state.micro = state.micro.with_(metadata={
             "stage": label, "completed_stages": list(completed), "step_reports": _json_safe(reports),
+            "engine_state": state.sim is not None,
         })
         # Resuming in place, the interrupted run may have written this stage's snapshot (or the final
         # files below) before it stopped: replace them; a fresh directory never holds them.
-        state.micro.save(run_dir / "snapshots" / f"{k:02d}_{label}.npz", overwrite=in_place)
+        state.micro.save(snap, overwrite=in_place)
         state.micro.save(run_dir / "checkpoint.npz", overwrite=True)
         if rc.output.get("vtu", True):
             vtu = write_vtu(state.micro, run_dir / "particles" / f"{k:02d}_{label}.vtu", overwrite=in_place)
             pvd.add(state.micro.time_s, vtu)
     micro = state.micro
     assert micro is not None
+    if state.sim is not None:
+        state.sim.free()
+        state.sim = None
     micro.save(run_dir / "microstructure.npz", overwrite=in_place)
     if rc.output.get("vtu", True):
         write_vtu(micro, run_dir / "particles.vtu", overwrite=in_place)

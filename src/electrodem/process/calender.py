@@ -85,6 +85,8 @@ from electrodem.config import ConfigError
 from electrodem.config.errors import is_number
 from electrodem.engine.arch import EngineOptions
 from electrodem.io.snapshot import Microstructure
+from electrodem.process.live import EngineSetup, HoldsEngine, engine_for, release, with_engine_extras
+from electrodem.process.settle import COHESION_MODELS, collector_for
 
 GEOMETRIES = ("nip", "roll")
 CONTROLS = ("gap", "gap_fraction", "line_load", "target_porosity")
@@ -131,6 +133,9 @@ class CalenderParams:
         overlap above the plastic one for Thornton–Ning contacts).
     max_total_overlap_ratio : the engine's guard on the whole overlap, plastic flattening included.
     max_steps_per_pass : refuse a pass that would need more steps than this.
+    cohesion : ``none`` or ``jkr`` (JKR adhesion from the species' surface energies, as in settle): a
+        cohesive (dried) coating resists the roll only with ``jkr``.
+    surface_energy_scale : shortcut factor on every surface energy (1 = library values), as in settle.
     """
 
     geometry: str = "nip"
@@ -170,6 +175,8 @@ class CalenderParams:
     max_overlap_ratio: float = 0.25
     max_total_overlap_ratio: float = 1.0
     max_steps_per_pass: int = 2_000_000
+    cohesion: str = "none"
+    surface_energy_scale: float = 1.0
 
     def __post_init__(self) -> None:
         def req(cond: bool, key: str, allowed: str) -> None:
@@ -223,6 +230,8 @@ class CalenderParams:
         )
         req(num("design_pressure_Pa") > 0, "design_pressure_Pa", "> 0 (Pa)")
         req(self.normal_model in NORMAL_MODELS, "normal_model", f"one of {NORMAL_MODELS}")
+        req(self.cohesion in COHESION_MODELS, "cohesion", f"one of {COHESION_MODELS}")
+        req(num("surface_energy_scale") >= 0, "surface_energy_scale", ">= 0 (1 = library values)")
         req(isinstance(self.yield_pressure_Pa, dict), "yield_pressure_Pa", "a mapping species -> Pa")
         for k, v in self.yield_pressure_Pa.items():
             if not (is_number(v) and v > 0):
@@ -332,6 +341,8 @@ def _materials(micro: Microstructure, p: CalenderParams) -> list[Any]:
                 table[unknown[0]],
                 f"a species of the microstructure: {sorted(names)}",
             )
+    # 2 gamma per material: the engine's geometric mean gives W_ab = 2 sqrt(gamma_a gamma_b) (settle).
+    w_scale = 2.0 * p.surface_energy_scale
     mats = []
     for s in micro.species:
         soft = p.softening_K.get(s.name)
@@ -347,11 +358,13 @@ def _materials(micro: Microstructure, p: CalenderParams) -> list[Any]:
                 yield_pressure_Pa=p.yield_pressure_Pa.get(s.name),
                 softening_onset_K=float(soft[0]) if soft else None,
                 melting_K=float(soft[1]) if soft else None,
+                surface_energy_J_per_m2=w_scale * s.surface_energy_J_per_m2,
             )
         )
     stiff = max(micro.species, key=lambda s: s.youngs_modulus_Pa)
     e_tool = _used_modulus_Pa(stiff.youngs_modulus_Pa, p)
-    for name, mu in ((CC_MATERIAL, p.friction), (ROLL_MATERIAL, p.roll_friction)):
+    gamma_cc = collector_for(micro).surface_energy_J_per_m2
+    for name, mu, gamma in ((CC_MATERIAL, p.friction, gamma_cc), (ROLL_MATERIAL, p.roll_friction, 0.0)):
         # Tools are elastic: the roll and the collector take the stiffest species' (softened) modulus.
         mats.append(
             Material(
@@ -361,6 +374,7 @@ def _materials(micro: Microstructure, p: CalenderParams) -> list[Any]:
                 poisson_ratio=0.3,
                 restitution=p.restitution,
                 friction=mu,
+                surface_energy_J_per_m2=w_scale * gamma,
             )
         )
     return mats
@@ -378,30 +392,32 @@ def _masses(micro: Microstructure, p: CalenderParams) -> tuple[np.ndarray, np.nd
 
 
 def _build_sim(
-    micro: Microstructure, p: CalenderParams, options: EngineOptions, walls: list[Any], impact_m_per_s: float
+    micro: Microstructure,
+    p: CalenderParams,
+    options: EngineOptions,
+    walls: list[Any],
+    impact_m_per_s: float,
+    live: HoldsEngine | None = None,
 ) -> Any:
-    from electrodem.engine import ContactModel, Guards, Simulation
+    """The pass's simulation: the route's live engine state reconfigured for the pass, or a new one."""
+    from electrodem.engine import ContactModel, Guards
 
-    contact = ContactModel(normal=p.normal_model, rolling="epsd" if p.rolling_friction > 0 else "none")
-    sim = Simulation(
+    contact = ContactModel(normal=p.normal_model, rolling="epsd" if p.rolling_friction > 0 else "none",
+                           cohesion=p.cohesion)
+    setup = EngineSetup(
         _materials(micro, p),
-        box_m=micro.box_m,
-        periodic=micro.periodic,
-        contact=contact,
-        walls=walls,
-        gravity_m_per_s2=(0.0, 0.0, -_gravity(micro, p)),
+        contact,
+        walls,
+        (0.0, 0.0, -_gravity(micro, p)),
+        _masses(micro, p)[0],
         rayleigh_fraction=p.rayleigh_fraction,
         steps_per_contact=20.0,
         impact_speed_m_per_s=max(impact_m_per_s, 1e-9),
-        guards=Guards(
-            max_overlap_ratio=p.max_overlap_ratio, max_total_overlap_ratio=p.max_total_overlap_ratio
-        ),
-        options=options,
+        guards=Guards(max_overlap_ratio=p.max_overlap_ratio,
+                      max_total_overlap_ratio=p.max_total_overlap_ratio),
         temperature_K=p.roll_temperature_K,
     )
-    masses, _ = _masses(micro, p)
-    sim.add_particles(micro.positions_m, micro.radii_m, micro.species_id.astype(int), masses_kg=masses)
-    return sim
+    return engine_for(live, micro, setup, options)
 
 
 def _tool_force_z_check(sim: Any, masses: np.ndarray) -> float:
@@ -461,7 +477,12 @@ def _inertial(rate: float, p_Pa: float, d_m: float, rho: float) -> float:
 
 
 def _run_pass(
-    micro: Microstructure, p: CalenderParams, options: EngineOptions, gap_m: float, progress: bool
+    micro: Microstructure,
+    p: CalenderParams,
+    options: EngineOptions,
+    gap_m: float,
+    progress: bool,
+    live: HoldsEngine | None = None,
 ) -> tuple[Microstructure, dict[str, Any], list[dict[str, Any]]]:
     from electrodem.engine import Wall
     from electrodem.engine.tools import RollerCylinder
@@ -487,9 +508,11 @@ def _run_pass(
             Wall((0.0, 0.0, pl.z_touch_m), (0.0, 0.0, -1.0), ROLL_MATERIAL, mode="velocity", name="roll_nip")
         )
     sim = _build_sim(
-        micro, p, options, walls, v * max(pl.strain_rate_max_per_s * pl.h_before_bulk_m / v, 1e-3)
+        micro, p, options, walls, v * max(pl.strain_rate_max_per_s * pl.h_before_bulk_m / v, 1e-3), live
     )
     sim.run(steps=0, progress=False)
+    # Times and steps of the pass count from its start (a live engine state has run before).
+    step0, time0 = sim.step, sim.time_s
     dt = sim.dt_s
     curve: list[dict[str, Any]] = []
     roller = None
@@ -509,7 +532,7 @@ def _run_pass(
         curve.append(
             {
                 "phase": phase,
-                "time_s": float(sim.time_s),
+                "time_s": float(sim.time_s) - time0,
                 "x_m": x_m,
                 "tool_z_m": z_m,
                 "load_N": load,
@@ -712,7 +735,7 @@ def _run_pass(
         "strain_rate_max_per_s": pl.strain_rate_max_per_s,
         "roll_temperature_K": p.roll_temperature_K,
         "dt_s": dt,
-        "steps": int(sim.step),
+        "steps": int(sim.step) - step0,
         "relax_steps": int(relax.steps),
         "relaxed": relax.stopped_by == "until",
         "relax_damping_per_s": c,
@@ -723,10 +746,13 @@ def _run_pass(
         positions_m=pos,
         velocities_m_per_s=np.zeros_like(pos),
         contacts=contacts,
-        time_s=micro.time_s + float(sim.time_s),
+        time_s=micro.time_s + float(sim.time_s) - time0,
         metadata={"top_z_m": h_rel},
     )
-    sim.free()
+    if roller is not None:
+        sim.remove_extension(roller.name)
+    out = with_engine_extras(out, sim)
+    release(live, sim)
     return out, row, curve
 
 
@@ -845,8 +871,14 @@ def calender(
     options: EngineOptions,
     *,
     progress: bool = True,
+    live: HoldsEngine | None = None,
 ) -> tuple[Microstructure, dict[str, Any]]:
     """Calender ``micro`` pass by pass; returns (calendered copy, report).
+
+    ``live``: the route's live engine state (`electrodem.process.live`): every pass runs on it, so the
+    plastic flattening, contact springs and bonds of the previous passes and steps stay; a search
+    (``line_load``, ``target_porosity``) tries each gap from an in-memory copy of the incoming state
+    (`Simulation.snapshot_state`) and goes on from the state after the pass it keeps.
 
     The report holds ``passes`` (one CSV-ready dict per pass, see `_run_pass` keys: gap_um,
     thickness_*_um, porosity*, density_g_per_cm3, spring_back_pct, elastic_recovery_pct,
@@ -856,7 +888,7 @@ def calender(
     and ``shortcuts``. The snapshot gets ``metadata['calender']``, ``metadata['top_z_m']``,
     ``metadata['shortcuts']['calender']`` and the contacts after relaxation.
     """
-    from electrodem.engine import init
+    from electrodem.engine import Wall, init
 
     if not isinstance(params, CalenderParams):
         raise ConfigError("calender", type(params).__name__, "a CalenderParams")
@@ -905,8 +937,25 @@ def calender(
         h_now = bulk_top_m(cur.positions_m[:, 2], cur.radii_m, area)
         r_max = float(cur.radii_m.max())
 
-        def run(g: float, c: Microstructure = cur) -> tuple[Microstructure, dict[str, Any], list[Any]]:
-            return _run_pass(c, params, options, g, progress)
+        searching = params.control in ("line_load", "target_porosity")
+        incoming = None
+        if searching and live is not None:
+            if live.sim is None:  # the route's engine state starts here (each pass reconfigures it)
+                floor = Wall((0.0, 0.0, 0.0), (0.0, 0.0, 1.0), CC_MATERIAL, name=CC_MATERIAL)
+                _build_sim(cur, params, options, [floor], 1.0, live)
+            incoming = live.sim.snapshot_state()
+        after: dict[int, Any] = {}
+
+        def run(
+            g: float, c: Microstructure = cur, incoming: Any = incoming, searching: bool = searching,
+            after: dict[int, Any] = after,
+        ) -> tuple[Microstructure, dict[str, Any], list[Any]]:
+            if incoming is not None:
+                live.sim.restore_state(incoming)  # type: ignore[union-attr]
+            res = _run_pass(c, params, options, g, progress, live)
+            if searching and live is not None:
+                after[id(res)] = live.sim.snapshot_state()
+            return res
 
         if params.control == "gap":
             out, row, crv = run(params.gaps_m()[k])
@@ -954,6 +1003,9 @@ def calender(
                     params.search_passes,
                 )
                 target = eps_t
+            if id(res) in after:
+                # Go on from the state after the kept pass, not after the last one tried.
+                live.sim.restore_state(after[id(res)])  # type: ignore[union-attr]
             out, row, crv = res
             searches.append(
                 {"pass": k + 1, "control": params.control, "target": target, "evaluations": tried}

@@ -76,7 +76,8 @@ from electrodem.analysis.contacts import lens_volume_m3
 from electrodem.config import ConfigError
 from electrodem.engine.arch import EngineOptions
 from electrodem.io.snapshot import Microstructure
-from electrodem.process.settle import ROLLING_MODELS, _materials, check_species_overrides
+from electrodem.process.live import EngineSetup, HoldsEngine, engine_for, release, with_engine_extras
+from electrodem.process.settle import COHESION_MODELS, ROLLING_MODELS, _materials, check_species_overrides
 
 MODES = ("displacement", "pressure")
 PLATE = 1
@@ -95,6 +96,9 @@ CURVE_KEYS = (
 class CompactParams:
     """Parameters of the plate compaction (SI unless the key says otherwise).
 
+    cohesion : ``none`` or ``jkr`` (JKR adhesion from the species' surface energies, as in settle): a
+        bed settled with ``jkr`` keeps its adhesive contacts through the press only with ``jkr`` here.
+    surface_energy_scale : shortcut factor on every surface energy (1 = library values), as in settle.
     mode : ``displacement`` (plate speed to a target gap) or ``pressure`` (servo to a target pressure).
     target_porosity : displacement mode: porosity at the end of loading (the gap follows from the
         solid volume); exactly one of it and ``target_thickness_um`` is set in that mode.
@@ -167,6 +171,8 @@ class CompactParams:
     max_total_overlap_ratio: float = 1.0
     max_overlap_volume_fraction: float = 0.02
     fit_pressure_fraction: float = 0.01
+    cohesion: str = "none"
+    surface_energy_scale: float = 1.0
 
     def __post_init__(self) -> None:
         from electrodem.engine.model import NORMAL_MODELS
@@ -238,6 +244,8 @@ class CompactParams:
         if opt("relax_damping_per_s") is not None:
             req(num("relax_damping_per_s") >= 0, "relax_damping_per_s", "null or >= 0 (1/s)")
         req(0 < num("relax_ke_ratio") < 1, "relax_ke_ratio", "in (0, 1)")
+        req(self.cohesion in COHESION_MODELS, "cohesion", f"one of {COHESION_MODELS}")
+        req(num("surface_energy_scale") >= 0, "surface_energy_scale", ">= 0 (1 = library values)")
 
 
 # ---------------------------------------------------------------------- forces and stresses
@@ -294,6 +302,10 @@ class _Bed:
     rho_sim_kg_per_m3: float
     d_vol_m: float
     solid_m3: float
+    step0: int = 0
+    """Engine step at the start of the press (a live route's engine has run before)."""
+    time0_s: float = 0.0
+    """Engine time (s) at the start of the press."""
 
 
 def _record(sim: Any, bed: _Bed, stage: str) -> dict[str, Any]:
@@ -312,8 +324,8 @@ def _record(sim: Any, bed: _Bed, stage: str) -> dict[str, Any]:
     inertial = (speed / h) * bed.d_vol_m / math.sqrt(p / bed.rho_sim_kg_per_m3) if p > 0 else math.inf
     return {
         "stage": stage,
-        "step": int(sim.step),
-        "time_s": float(sim.time_s),
+        "step": int(sim.step) - bed.step0,
+        "time_s": float(sim.time_s) - bed.time0_s,
         "plate_z_m": zp,
         "thickness_m": h,
         "pressure_Pa": p,
@@ -406,8 +418,12 @@ def compact(
     *,
     checkpoint_path: Path | None = None,
     progress: bool = True,
+    live: HoldsEngine | None = None,
 ) -> tuple[Microstructure, dict[str, Any]]:
     """Compact ``micro`` between its current collector and a top plate, unload, relax.
+
+    ``live``: the route's live engine state (`electrodem.process.live`): the press then acts on it
+    (contact history, bonds and agent fields carried) and leaves it alive.
 
     Returns (compacted copy, report). The report holds the loading/unloading curve (lists under
     ``curve``, columns `CURVE_KEYS`), the state at the largest load and after relaxation (thickness
@@ -417,7 +433,7 @@ def compact(
     ``metadata['shortcuts']['compact']`` and ``fields['particle_stress_max_load_Pa']`` (largest
     principal stress at the largest load) and ``fields['particle_stress_Pa']`` (after relaxation).
     """
-    from electrodem.engine import ContactModel, Guards, Simulation, Wall, init
+    from electrodem.engine import ContactModel, Guards, Wall, init
     from electrodem.engine.walls import hertz_stiffness_N_per_m, servo_gain_m_per_s_per_N
 
     if not isinstance(params, CompactParams):
@@ -464,30 +480,31 @@ def compact(
     masses = micro.masses_kg * np.where(fines, params.fines_density_scale, 1.0)
     v = float(params.plate_speed_m_per_s)
     contact = ContactModel(
-        normal=params.contact_normal, rolling=params.rolling_model if params.rolling_friction > 0 else "none"
+        normal=params.contact_normal,
+        rolling=params.rolling_model if params.rolling_friction > 0 else "none",
+        cohesion=params.cohesion,
     )
     floor = Wall((0.0, 0.0, 0.0), (0.0, 0.0, 1.0), "current_collector", name="current_collector")
     plate = Wall((0.0, 0.0, h0), (0.0, 0.0, -1.0), "current_collector", mode="velocity",
                  velocity_m_per_s=(0.0, 0.0, -v), name="plate")  # fmt: skip
-    sim = Simulation(
+    setup = EngineSetup(
         mats,
-        box_m=(micro.box_m[0], micro.box_m[1], max(float(micro.box_m[2]), 2.0 * h0)),
-        periodic=micro.periodic,
-        contact=contact,
-        walls=[floor, plate],
-        gravity_m_per_s2=(0.0, 0.0, 0.0),
+        contact,
+        [floor, plate],
+        (0.0, 0.0, 0.0),
+        masses,
         rayleigh_fraction=params.rayleigh_fraction,
         impact_speed_m_per_s=v,
         guards=Guards(max_overlap_ratio=float(params.max_overlap_ratio),
                       max_total_overlap_ratio=float(params.max_total_overlap_ratio)),  # fmt: skip
-        options=options,
-        record_wall_forces=True,
+        box_m=(micro.box_m[0], micro.box_m[1], max(float(micro.box_m[2]), 2.0 * h0)),
     )
-    sim.add_particles(micro.positions_m, micro.radii_m, micro.species_id.astype(int), masses_kg=masses)
+    sim = engine_for(live, micro, setup, options)
     sim.run(steps=0, progress=False)  # chooses the time step
     dt = sim.dt_s
     d_vol = float(2.0 * np.sum(r0**4) / np.sum(r0**3))
-    bed = _Bed(area, micro.masses_kg, float(masses.sum() / v_solid), d_vol, float(v_solid))
+    bed = _Bed(area, micro.masses_kg, float(masses.sum() / v_solid), d_vol, float(v_solid), sim.step,
+               sim.time_s)
     r_mean = float(np.mean(r0))
     c_relax = params.relax_damping_per_s
     if c_relax is None:
@@ -522,7 +539,7 @@ def compact(
                               f"fast enough to load within compact.max_steps = {params.max_steps} "
                               f"(needs {n_load} steps at dt = {dt:.3g} s)")  # fmt: skip
         sim.run(steps=n_load, callbacks=[rec("load")], **common)
-        if curve[-1]["step"] != sim.step:
+        if curve[-1]["step"] != sim.step - bed.step0:
             curve.append(_record(sim, bed, "load"))
         sim.set_wall(PLATE, mode="fixed")
     else:
@@ -534,15 +551,15 @@ def compact(
         # The servo speed is gain x force error, which is slow for a loose bed far from the target
         # (gain is set for the stiff loaded bed): approach at the plate speed until half the target.
         res = sim.run(steps=params.max_steps, callbacks=[rec("load")],
-                      until=lambda s: curve[-1]["step"] == s.step and curve[-1]["pressure_Pa"] * area
-                      >= 0.5 * f_target, **common)  # fmt: skip
+                      until=lambda s: curve[-1]["step"] == s.step - bed.step0
+                      and curve[-1]["pressure_Pa"] * area >= 0.5 * f_target, **common)  # fmt: skip
         sim.set_wall(PLATE, mode="servo", target_force_N=f_target, servo_gain_m_per_s_per_N=gain,
                      max_speed_m_per_s=v)  # fmt: skip
         shortcuts["servo_gain_m_per_s_per_N"] = gain
         inside = [0]
 
         def held(s: Any) -> bool:
-            if not curve or curve[-1]["step"] != s.step:
+            if not curve or curve[-1]["step"] != s.step - bed.step0:
                 return False
             ok = abs(curve[-1]["pressure_Pa"] * area - f_target) <= params.pressure_tolerance * f_target
             inside[0] = inside[0] + 1 if ok else 0
@@ -642,9 +659,9 @@ def compact(
         "mean_coordination_number_max_load": at_max["mean_coordination_number"],
         "mean_coordination_number_final": final["mean_coordination_number"],
         "elastic_energy_max_load_J": elastic_max,
-        "steps": int(sim.step),
+        "steps": int(sim.step) - bed.step0,
         "dt_s": float(dt),
-        "simulated_time_s": float(sim.time_s),
+        "simulated_time_s": float(sim.time_s) - bed.time0_s,
         "shortcuts": shortcuts,
         "n_particles": int(micro.n),
         "curve": {k: [c[k] for c in curve] for k in CURVE_KEYS},
@@ -654,7 +671,7 @@ def compact(
         positions_m=st["positions_m"],
         velocities_m_per_s=st["velocities_m_per_s"],
         contacts=sim.contacts(),
-        time_s=micro.time_s + float(sim.time_s),
+        time_s=micro.time_s + float(sim.time_s) - bed.time0_s,
         fields={**micro.fields, "particle_stress_max_load_Pa": stress_max_load,
                 "particle_stress_Pa": stress_final},  # fmt: skip
         metadata={
@@ -665,5 +682,6 @@ def compact(
             "compact": {**report, "params": asdict(params), "engine": sim.describe()},
         },
     )
-    sim.free()
+    out = with_engine_extras(out, sim)
+    release(live, sim)
     return out, report

@@ -51,9 +51,13 @@ class RunInputs:
 @dataclass
 class ProcessState:
     """What a route carries from step to step: the microstructure (positions, radii, species, bonds,
-    agent fields, metadata with the shortcuts in force)."""
+    agent fields, metadata with the shortcuts in force) and the live engine state behind it."""
 
     micro: Microstructure | None = None
+    sim: Any = None
+    """The route's live `electrodem.engine.Simulation` (`electrodem.process.live`): built by the first
+    step that uses the engine, reconfigured by the next ones, so contact history, bonds and agent fields
+    carry over; ``micro`` is its snapshot after the last step. None before any engine step."""
 
 
 @dataclass

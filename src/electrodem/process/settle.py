@@ -90,6 +90,7 @@ from electrodem.config.errors import is_number, unknown_key
 from electrodem.engine.arch import EngineOptions
 from electrodem.io.snapshot import Microstructure
 from electrodem.materials.collector import COLLECTORS, CollectorFoil
+from electrodem.process.live import EngineSetup, HoldsEngine, engine_for, release, with_engine_extras
 
 ROLLING_MODELS = ("none", "constant", "epsd")
 COHESION_MODELS = ("none", "jkr")
@@ -400,8 +401,12 @@ def settle(
     *,
     checkpoint_path: Path | None = None,
     progress: bool = True,
+    live: HoldsEngine | None = None,
 ) -> tuple[Microstructure, dict[str, Any]]:
     """Settle ``micro`` under gravity onto the current collector; returns (settled copy, report).
+
+    ``live``: the route's live engine state (`electrodem.process.live`): settling then runs on it (or
+    builds it) and leaves it alive; without it a simulation is built and freed here.
 
     The report holds steps, simulated time (s), dt (s), wall time (s), the gauge thickness and
     porosity (``thickness_m``, ``thickness_um``, ``porosity``), the bulk ones (``thickness_bulk_m``,
@@ -411,7 +416,7 @@ def settle(
     snapshot gets ``metadata['settle']`` (report, parameters, engine description),
     ``metadata['top_z_m']`` (the gauge thickness) and ``metadata['shortcuts']['settle']``.
     """
-    from electrodem.engine import ContactModel, Simulation, SimulationError, Wall, init
+    from electrodem.engine import ContactModel, SimulationError, Wall, init
 
     if not isinstance(params, SettleParams):
         raise ConfigError("settle", type(params).__name__, "a SettleParams")
@@ -459,26 +464,18 @@ def settle(
         rolling=params.rolling_model if params.rolling_friction > 0 else "none", cohesion=params.cohesion
     )
     adhesive = jkr_overlap_estimate(micro.radii_m, sid, mats) if params.cohesion == "jkr" else 0.0
-    sim = Simulation(
+    setup = EngineSetup(
         mats,
-        box_m=micro.box_m,
-        periodic=micro.periodic,
-        contact=contact,
-        walls=[Wall((0.0, 0.0, 0.0), (0.0, 0.0, 1.0), "current_collector", name="current_collector")],
-        gravity_m_per_s2=(0.0, 0.0, -g_fall),
+        contact,
+        [Wall((0.0, 0.0, 0.0), (0.0, 0.0, 1.0), "current_collector", name="current_collector")],
+        (0.0, 0.0, -g_fall),
+        masses,
         rayleigh_fraction=params.rayleigh_fraction,
         steps_per_contact=params.steps_per_contact,
         impact_speed_m_per_s=impact,
         background_damping_per_s=damping,
-        options=options,
     )
-    sim.add_particles(
-        micro.positions_m,
-        micro.radii_m,
-        sid,
-        masses_kg=masses,
-        velocities_m_per_s=micro.velocities_m_per_s,
-    )
+    sim = engine_for(live, micro, setup, options)
     weight_fines = float(masses[fines].sum() / masses.sum())
     shortcuts: dict[str, Any] = {
         "gravity_auto": params.gravity_scale == "auto",
@@ -657,5 +654,6 @@ def settle(
             "settle": {**report, "params": asdict(params), "engine": sim.describe()},
         },
     )
-    sim.free()
+    out = with_engine_extras(out, sim)
+    release(live, sim)
     return out, report

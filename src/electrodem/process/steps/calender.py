@@ -70,7 +70,7 @@ def run(state: ProcessState, params: CalenderParams, ctx: StepContext) -> dict[s
     assert state.micro is not None
     solid_m3 = float(state.micro.volumes_m3.sum())
     area_m2 = float(state.micro.box_m[0] * state.micro.box_m[1])
-    state.micro, report = calender(state.micro, params, ctx.engine, progress=ctx.progress)
+    state.micro, report = calender(state.micro, params, ctx.engine, progress=ctx.progress, live=state)
     nip = report["geometry"] == "nip"
     curve = [{**r, "porosity_under_roll": 1.0 - solid_m3 / (area_m2 * r["tool_z_m"]) if nip else ""}
              for r in report["curve"]]

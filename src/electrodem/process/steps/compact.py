@@ -23,7 +23,7 @@ def run(state: ProcessState, params: CompactParams, ctx: StepContext) -> dict[st
 
     init(ctx.engine)
     assert state.micro is not None
-    state.micro, report = compact(state.micro, params, ctx.engine, progress=ctx.progress,
+    state.micro, report = compact(state.micro, params, ctx.engine, progress=ctx.progress, live=state,
                                   checkpoint_path=ctx.run_dir / "engine_checkpoint.npz")
     curve = report["curve"]
     with ctx.out("compaction.csv").open("w", newline="") as f:

@@ -15,7 +15,8 @@ def run(state: ProcessState, params: SettleParams, ctx: StepContext) -> dict[str
     init(ctx.engine)
     assert state.micro is not None
     state.micro, report = settle(state.micro, params, ctx.engine,
-                                 checkpoint_path=ctx.run_dir / "engine_checkpoint.npz", progress=ctx.progress)
+                                 checkpoint_path=ctx.run_dir / "engine_checkpoint.npz", progress=ctx.progress,
+                                 live=state)
     return report
 
 

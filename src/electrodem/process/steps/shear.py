@@ -31,6 +31,12 @@ def run(state: ProcessState, params: ShearParams, ctx: StepContext) -> dict[str,
 
     init(ctx.engine)
     assert state.micro is not None
+    if state.sim is not None:
+        # The shear cell's Lees–Edwards box is fixed for a simulation's life: it starts from the snapshot.
+        log.warning("shear: a new engine state (Lees-Edwards cell) is built from the snapshot; contact "
+                    "history and bonds of the earlier steps are not carried into the shear cell")
+        state.sim.free()
+        state.sim = None
     state.micro, report = shear_mix(state.micro, params, ctx.engine, csv_path=ctx.out("shear.csv"),
                                     progress=ctx.progress)
     try:
