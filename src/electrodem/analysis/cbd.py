@@ -27,7 +27,9 @@ The solid of the CBD beads becomes CBD of internal porosity eps_CBD, i.e. volume
   For a gap ``g(rho) = rho^2 / (2 R_eff)`` (two spheres, rho << R, R_eff = R1 R2 / (R1 + R2)) the
   ring out to radius r_f holds V = pi r_f^4 / (4 R_eff); it is drawn as a sphere of radius
   ``r_f = (4 R_eff V / pi)^(1/4)`` centred on the contact point, and `cbd_image` gives it only the
-  voxels that no particle occupies, i.e. that ring.
+  voxels that no particle occupies, i.e. that ring. Several beads in the same neck pool their volume
+  into one ring (``neck_i``, ``neck_j``, ``neck_radius_m``: one entry per neck contact; the resistor
+  network adds the ring's conductance to that contact, `electrodem.analysis.neck`).
 * every other CBD bead keeps its centre and is inflated to radius ``r (1 - eps_CBD)^(-1/3)`` (the
   part that overlaps a particle is lost in the image: the image's CBD fraction is reported);
 * a **bridge** (an intact bond with a CBD bead at one end and a non-fibril partner) is drawn as a
@@ -44,7 +46,7 @@ the multi-phase solver for electrons (AM + CBD + bare CB) and for ions (pore + C
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from scipy import sparse
@@ -79,6 +81,8 @@ class CBDPhase:
     solid_volume_m3 : solid (CB + binder) volume turned into CBD.
     cbd_volume_m3 : solid_volume / (1 - eps_CBD) (beads and fillets; bridges add their own volume).
     bridge_volume_m3 : volume of the bridge chains (cylinders of the bonds' radius).
+    neck_i, neck_j : (F,) particle indices of the AM-AM contacts that hold a neck fillet.
+    neck_radius_m : (F,) outer radius r_f of each fillet (the pooled volume of its beads).
     """
 
     fibril: np.ndarray
@@ -93,6 +97,9 @@ class CBDPhase:
     solid_volume_m3: float
     cbd_volume_m3: float
     bridge_volume_m3: float
+    neck_i: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    neck_j: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    neck_radius_m: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
     @property
     def member(self) -> np.ndarray:
@@ -107,6 +114,7 @@ class CBDPhase:
             "n_fibril_beads": int(self.fibril.sum()),
             "n_bare_carbon_beads": int(self.bare_carbon.sum()),
             "n_neck_fillets": int(self.in_neck.sum()),
+            "n_neck_contacts": int(len(self.neck_radius_m)),
             "cbd_porosity": self.porosity,
             "solid_volume_um3": self.solid_volume_m3 * 1e18,
             "cbd_volume_um3": self.cbd_volume_m3 * 1e18,
@@ -176,14 +184,18 @@ def build_cbd(micro: Microstructure, graph: ContactGraph, porosity: float) -> CB
     v_cbd = micro.volumes_m3 / (1.0 - porosity)
     centres = [x[member & ~in_neck]]
     radii = [r[member & ~in_neck] * scale]
+    neck_i = neck_j = np.zeros(0, np.int64)
+    neck_r = np.zeros(0)
     if in_neck.any():
         k = np.flatnonzero(in_neck)
-        e = neck_contact[k]
+        e, inv = np.unique(neck_contact[k], return_inverse=True)  # one ring per neck contact
         gi, gj = graph.i[e], graph.j[e]
         # contact point: from centre i along the branch vector by the distance to the contact plane
         unit = graph.branch_m[e] / np.linalg.norm(graph.branch_m[e], axis=1)[:, None]
         centres.append(x[gi] + unit * graph.l_i_m[e][:, None])
-        radii.append(fillet_radius_m(v_cbd[k], r[gi], r[gj]))
+        neck_i, neck_j = gi.astype(np.int64), gj.astype(np.int64)
+        neck_r = fillet_radius_m(np.bincount(inv, weights=v_cbd[k], minlength=len(e)), r[gi], r[gj])
+        radii.append(neck_r)
     bridge_volume = 0.0
     if brad is not None and len(bi):
         is_bridge = (member[bi] | member[bj]) & ~(fibril[bi] | fibril[bj])
@@ -206,6 +218,7 @@ def build_cbd(micro: Microstructure, graph: ContactGraph, porosity: float) -> CB
         neck_contact=neck_contact, centres_m=np.concatenate(centres).reshape(-1, 3),
         radii_m=np.concatenate(radii), porosity=float(porosity), solid_volume_m3=solid,
         cbd_volume_m3=solid / (1.0 - porosity), bridge_volume_m3=bridge_volume,
+        neck_i=neck_i, neck_j=neck_j, neck_radius_m=np.asarray(neck_r, float),
     )
 
 

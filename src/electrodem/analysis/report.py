@@ -46,7 +46,7 @@ from electrodem.analysis.composition import composition_metrics, solid_volume_be
 from electrodem.analysis.contacts import ContactGraph, build_contact_graph, phase_pair_table
 from electrodem.analysis.percolation import NOT_APPLICABLE_IONIC, percolation_analysis
 from electrodem.analysis.profiles import sphere_volume_below_m3
-from electrodem.analysis.resistor import resistor_conductivity
+from electrodem.analysis.resistor import BULK_MODELS, resistor_conductivity
 from electrodem.config.errors import ConfigError, require_known_keys
 from electrodem.io.snapshot import Microstructure
 
@@ -54,7 +54,6 @@ __all__ = ["AnalysisParams", "analyse", "format_table", "write_metrics"]
 
 FARADAY_C_PER_MOL = 96485.33212
 ELECTROLYTES = ("auto", "liquid", "solid")
-BULK_MODELS = ("none", "flux_tube")
 
 
 def _err(key: str, value: Any, allowed: str) -> ConfigError:
@@ -76,8 +75,10 @@ class AnalysisParams:
     top touch it (`electrodem.analysis.contacts`, "Through-plane terminals"); None (default) = one mean
     AM diameter, the roughness depth of a one-particle-thick free surface (assumed); 0 = a rigid plate
     at zero load, touching only the highest asperities.
-    Resistor: ``run_resistor``, ``bulk_resistance`` ("none" = Holm constriction only, or "flux_tube"; see
-    `electrodem.analysis.resistor` for the models and how they compare with the voxel solver).
+    Resistor: ``run_resistor``, ``bulk_resistance`` ("none" = Holm constriction only, "flux_tube", or
+    "sphere" = the exact spreading factor of a disc on a sphere; see `electrodem.analysis.resistor` for
+    the models and how they compare with the voxel solver). With ``run_cbd`` the electronic network
+    adds the CBD neck fillets (conductivity ``cbd_sigma_e_S_per_m``) to the AM-AM contacts they bridge.
     Voxel: ``run_voxel``, ``voxels_per_smallest_diameter`` (coarsened if the image would exceed
     ``max_voxels``; the resolution used is reported), ``voxel_flux_rtol`` (stopping criterion).
     ``directions``: subset of x, y, z for conductivities and tortuosities.
@@ -86,7 +87,8 @@ class AnalysisParams:
     conductivity of the porous CBD; 10 S/m assumed, to be calibrated on the wet in-plane four-probe
     value, Kang et al. 2025: 4 S/m for the electrode), ``cbd_ionic_transport_factor`` (conductivity of
     the electrolyte-filled CBD / that of the free electrolyte = eps_CBD / tau_CBD; None = Bruggeman
-    eps_CBD^1.5, assumed); ``run_cbd`` (build the CBD and solve it in the voxel image).
+    eps_CBD^1.5, assumed); ``run_cbd`` (build the CBD, add its neck fillets to the electronic resistor
+    network and solve it in the voxel image).
     Profiles: ``n_profile_bins`` slabs over the thickness; top/bottom ratios compare the top and bottom
     ``top_bottom_fraction`` of the thickness.
     Rate capability: ``electrolyte`` ("auto": solid when a species conducts ions, else liquid),
@@ -430,13 +432,13 @@ def _voxel_section(micro, p, h, electrolyte, out_porosity, warnings, g: ContactG
 
 
 def _cbd_section(micro: Microstructure, p: AnalysisParams, h: float, electrolyte: str, g: ContactGraph,
-                 warnings: list[str]) -> dict[str, Any] | str:
-    """The carbon-binder domain (`electrodem.analysis.cbd`): classification, volumes, and its voxel
-    transport: electrons through AM + CBD + bare CB (probe terminals), ions through pore + CBD."""
-    from electrodem.analysis.cbd import build_cbd, cbd_image
+                 warnings: list[str], cbd: Any) -> dict[str, Any] | str:
+    """The carbon-binder domain ``cbd`` (`electrodem.analysis.cbd.build_cbd` on ``g``): classification,
+    volumes, and its voxel transport: electrons through AM + CBD + bare CB (probe terminals), ions
+    through pore + CBD."""
+    from electrodem.analysis.cbd import cbd_image
     from electrodem.analysis.terminals import probe_columns, voxel_conductivity
 
-    cbd = build_cbd(micro, g, p.cbd_porosity)
     out: dict[str, Any] = {**cbd.summary(), "cbd_sigma_e_S_per_m": p.cbd_sigma_e_S_per_m,
                            "cbd_ionic_transport_factor": p.cbd_transport_factor()}
     if not cbd.member.any():
@@ -631,6 +633,14 @@ def analyse(micro: Microstructure, params: AnalysisParams | None = None) -> dict
     metrics["bonds"] = _bonds(micro)
     timings["percolation_s"] = time.perf_counter() - t1
 
+    cbd = None
+    if p.run_cbd:  # one classification for the resistor's necks and the voxel image
+        from electrodem.analysis.cbd import build_cbd
+
+        t1 = time.perf_counter()
+        cbd = build_cbd(micro, g, p.cbd_porosity)
+        timings["cbd_build_s"] = time.perf_counter() - t1
+
     cond: dict[str, Any] = {}
     t1 = time.perf_counter()
     if p.run_resistor:
@@ -638,7 +648,9 @@ def analyse(micro: Microstructure, params: AnalysisParams | None = None) -> dict
             if not present:
                 cond[net] = {"resistor": NOT_APPLICABLE_IONIC if net == "ionic" else "no conducting species"}
                 continue
-            cond[net] = {"resistor": {a: resistor_conductivity(micro, net, a, graph=g, bulk=p.bulk_resistance)
+            cond[net] = {"resistor": {a: resistor_conductivity(micro, net, a, graph=g, bulk=p.bulk_resistance,
+                                                               cbd=cbd,
+                                                               cbd_sigma_e_S_per_m=p.cbd_sigma_e_S_per_m)
                                       .summary() for a in p.directions}}
     timings["resistor_s"] = time.perf_counter() - t1
 
@@ -653,7 +665,7 @@ def analyse(micro: Microstructure, params: AnalysisParams | None = None) -> dict
     timings["voxel_s"] = time.perf_counter() - t1
     if p.run_cbd:
         t1 = time.perf_counter()
-        metrics["cbd"] = _cbd_section(micro, p, h, electrolyte, g, warnings)
+        metrics["cbd"] = _cbd_section(micro, p, h, electrolyte, g, warnings, cbd)
         timings["cbd_s"] = time.perf_counter() - t1
     metrics["porosity"] = porosity
     metrics["conductivity"] = cond

@@ -16,6 +16,11 @@ particle's bulk resistance between the disc and its centre::
   Cooper-Mikic-Yovanovich approximation; it vanishes when the disc fills the tube) and
   R_bulk = l / (sigma * pi * r^2) with l the distance from the centre to the contact plane. Small discs:
   Holm plus a cylinder; full-width contacts (a = r): a cylinder.
+* ``bulk="sphere"``: psi = F(a/r), R_bulk = 0, with F the exact spreading factor of a disc on a sphere
+  (`electrodem.analysis.neck.sphere_spreading_factor`: a sphere between two antipodal equipotential
+  caps of base radius a has the resistance 2 F / (4 a sigma)); F = 1.05, 1.09, 1.14, 1.11 at
+  a/r = 0.05, 0.1, 0.3, 0.5. Exact for spheres touching end to end and for a sphere between plates;
+  Holm's half-space underestimates a sphere's spreading resistance by that factor.
 
 Which one is closer to the continuum answer was measured against the finite-volume voxel solver
 (`electrodem.analysis.transport`, periodic sides) on four random packings of 60 slightly polydisperse
@@ -25,7 +30,42 @@ voxels per diameter (first-order convergence, checked at 35). For median a/r = 0
 "none" is 10, 9, 9 and 12 % above the continuum value (and -6 to +9 % from the 25-voxel value);
 "flux_tube" is 15, 15, 15 and 19 % above. So the Holm constriction alone is the better default, the
 spheres' own geometry adds resistance rather than removing it, and both models overestimate sigma_eff
-by ~10 % at these neck sizes (the half-space assumption weakens as necks widen).
+by ~10 % at these neck sizes (the half-space assumption weakens as necks widen). ``"sphere"`` was added
+later (for the wide discs of CBD necks) and has not been re-measured on these packings; its factor
+F(a/r) = 1.13 at a/r = 0.25-0.39 is about the bias measured for "none".
+
+CBD necks (``cbd``, ``cbd_sigma_e_S_per_m``; electronic network only)
+-------------------------------------------------------------------
+Where the CBD phase (`electrodem.analysis.cbd.build_cbd`, the same classification as the voxel image)
+puts a neck fillet of outer radius r_f around an AM-AM contact, that contact's conductance becomes
+
+    G = G_sp(a) + (G_sp(r_f) - G_sp(a)) Q(a / r_f, 4 pi sigma_CBD R_eff / G_sp(r_f)),
+
+G_sp(c) the bare contact above with a disc of radius c (same ``bulk`` model), R_eff = r1 r2 / (r1 + r2)
+and Q in [0, 1] the exact coupling, on the half-space, of the ring's film (conductance per area
+sigma_CBD / g(rho) across the gap g = rho^2 / (2 R_eff); equipotential particles would give the slab
+integral G_film = 4 pi sigma_CBD R_eff ln(r_f / a)) with the particles' spreading (derivation and
+limits: `electrodem.analysis.neck`). A film much better than the particles (NMC 1e-3 S/m, CBD 10 S/m)
+makes the whole ring a contact disc: G -> G_sp(r_f), independent of the contact radius a and hence of
+``min_contact_radius_rel``; a poor film (graphite 1e4 S/m) adds K Psi(a / r_f) ~ the slab integral
+from 3 a to the bare contact, and then the floor still matters, as it should (the bare contact is a
+real parallel path). r_f is capped at the smaller radius. Without ``cbd``, with sigma_CBD = 0 or on
+contacts without a fillet the conductance is the bare one, bit for bit.
+
+Checked on a simple-cubic lattice of touching NMC spheres with a CBD bead in every neck (r_f = 0.37 R,
+tests/analysis/test_resistor_cbd.py): in-plane, ``bulk="sphere"`` is 6 % above the multi-phase voxel
+solve of `cbd.cbd_image` (mean of 16-24 voxels per radius; the voxel solver reads the spreading at the
+cap rim 3-5 % resistive there, and the image's fillet wets 1.7 % less than r_f), ``"none"`` 20 % above
+(Holm's half-space, F(0.37) = 1.13), ``"flux_tube"`` 24 %. Doubling ``min_contact_radius_rel`` changes
+the in-plane result by 1e-6 (the bare lattice: x 2).
+
+Not modelled: other CBD beads keep their species in the network (binder insulating, CB as dense
+carbon), so CBD that bridges particles without sitting in a contact's neck conducts only in the voxel
+image. Bonds ("bridges" of `cbd`) add no edge: most bonds join touching particles, where a cylinder
+sigma pi r_b^2 / L would sit inside the neck and share its spreading (double counting), and a bond to a
+binder bead ends on a particle that is not in the network. The CC and probe half-contacts get no fillet
+(the classification has none there), so through-plane results of thin samples still follow the floor
+through the terminals.
 
 Boundary conditions
 -------------------
@@ -61,6 +101,7 @@ import contextlib
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 from scipy import sparse
@@ -68,8 +109,12 @@ from scipy.sparse import csgraph
 from scipy.sparse import linalg as spla
 
 from electrodem.analysis.contacts import ContactGraph, build_contact_graph
+from electrodem.analysis.neck import neck_conductance, sphere_spreading_factor
 from electrodem.analysis.percolation import cluster_labels, network_mask, winding_axes
 from electrodem.io.snapshot import Microstructure
+
+if TYPE_CHECKING:
+    from electrodem.analysis.cbd import CBDPhase
 
 __all__ = ["ResistorResult", "half_contact_resistance", "resistor_conductivity", "solve_network"]
 
@@ -79,6 +124,7 @@ MAX_CG_ITERATIONS = 200
 DIRECT_FALLBACK_MAX_UNKNOWNS = 1_000_000
 CURRENT_RTOL = 1e-6
 """Default physical stopping criterion: relative mismatch of two independent total-current measures."""
+BULK_MODELS = ("none", "flux_tube", "sphere")
 
 
 def _single_blas_thread():
@@ -266,7 +312,9 @@ def half_contact_resistance(
     if bulk == "flux_tube":
         psi = np.clip(1.0 - a / r, 0.0, 1.0) ** 1.5
         return psi / (4.0 * a * sigma) + l / (sigma * np.pi * r * r)
-    raise ValueError(f"bulk={bulk!r} is invalid: use 'none' or 'flux_tube'")
+    if bulk == "sphere":
+        return sphere_spreading_factor(a / r) / (4.0 * a * sigma)
+    raise ValueError(f"bulk={bulk!r} is invalid: use one of {BULK_MODELS}")
 
 
 @dataclass(frozen=True)
@@ -288,11 +336,13 @@ class ResistorResult:
     potentials_V : (N,) particle potentials (in-plane: within the box, jump V across the cut).
     n_contacts : particle-particle contacts inside the network.
     n_nodes_solved : unknowns of the linear system.
-    bulk_model : "none" or "flux_tube".
+    bulk_model : "none", "flux_tube" or "sphere".
     solver : solver used.
     contacts_source : "engine" or "geometry".
     message : human-readable status; says why sigma_eff is 0 when it is.
     terminals : how the current enters and leaves (probe rule and thickness for z).
+    n_cbd_necks : contacts of the network whose conductance includes a CBD neck fillet.
+    cbd_sigma_e_S_per_m : sigma_CBD used for them (0 = no CBD).
     """
 
     network: str
@@ -314,6 +364,8 @@ class ResistorResult:
     contacts_source: str
     message: str
     terminals: str = ""
+    n_cbd_necks: int = 0
+    cbd_sigma_e_S_per_m: float = 0.0
 
     def summary(self) -> dict:
         """JSON-able summary (no per-particle arrays)."""
@@ -327,18 +379,48 @@ class ResistorResult:
             "solver": self.solver,
             "message": self.message,
             "terminals": self.terminals,
+            "n_cbd_necks": self.n_cbd_necks,
+            "cbd_sigma_e_S_per_m": self.cbd_sigma_e_S_per_m,
         }
 
 
 def _edge_conductance(micro: Microstructure, graph: ContactGraph, sig: np.ndarray, bulk: str,
-                      emask: np.ndarray) -> np.ndarray:
-    """Conductance (S) of the contacts selected by ``emask`` (both ends conducting)."""
+                      emask: np.ndarray, neck_rf: np.ndarray | None = None,
+                      sigma_cbd: float = 0.0) -> np.ndarray:
+    """Conductance (S) of the contacts selected by ``emask`` (both ends conducting). ``neck_rf`` (E,)
+    holds the CBD fillet radius of each contact of the graph (0 = none), ``sigma_cbd`` its
+    conductivity (module docstring, "CBD necks")."""
     r = micro.radii_m
     i, j = graph.i[emask], graph.j[emask]
     a = graph.contact_radius_m[emask]
-    rh = half_contact_resistance(sig[i], a, r[i], graph.l_i_m[emask], bulk)
-    rh = rh + half_contact_resistance(sig[j], a, r[j], graph.l_j_m[emask], bulk)
-    return 1.0 / rh
+    li, lj = graph.l_i_m[emask], graph.l_j_m[emask]
+
+    def g_spread(c: np.ndarray) -> np.ndarray:
+        rh = half_contact_resistance(sig[i], c, r[i], li, bulk)
+        rh = rh + half_contact_resistance(sig[j], c, r[j], lj, bulk)
+        return 1.0 / rh
+
+    if neck_rf is None or not sigma_cbd > 0:
+        return g_spread(a)
+    rf = np.minimum(neck_rf[emask], np.minimum(r[i], r[j]))
+    return neck_conductance(g_spread, a, rf, r[i] * r[j] / (r[i] + r[j]), sigma_cbd)
+
+
+def _neck_radii(graph: ContactGraph, cbd: CBDPhase) -> np.ndarray:
+    """(E,) fillet radius r_f of each contact of ``graph`` (0 where the CBD puts no neck fillet),
+    matched by particle pair so that ``cbd`` may come from another graph of the same snapshot."""
+    out = np.zeros(graph.n_contacts)
+    if len(cbd.neck_radius_m) == 0 or graph.n_contacts == 0:
+        return out
+    n = graph.n_particles
+    lo, hi = np.minimum(cbd.neck_i, cbd.neck_j), np.maximum(cbd.neck_i, cbd.neck_j)
+    key_neck = lo * n + hi
+    key_edge = graph.i * n + graph.j
+    order = np.argsort(key_edge)
+    pos = np.clip(np.searchsorted(key_edge[order], key_neck), 0, len(order) - 1)
+    hit = key_edge[order][pos] == key_neck
+    out[order[pos[hit]]] = cbd.neck_radius_m[hit]
+    return out
 
 
 def resistor_conductivity(
@@ -352,17 +434,30 @@ def resistor_conductivity(
     top_layer_m: float | None = None,
     rtol: float = 1e-10,
     current_rtol: float = CURRENT_RTOL,
+    cbd: CBDPhase | None = None,
+    cbd_sigma_e_S_per_m: float = 0.0,
 ) -> ResistorResult:
     """Effective electronic or ionic conductivity (S/m) of ``micro`` along ``axis`` ("x", "y" or "z").
 
     ``graph`` may be passed to reuse a contact graph; otherwise one is built with the given contact
     rules and probe contact depth ``top_layer_m`` (m; None = one mean AM diameter; see
-    `electrodem.analysis.contacts`). Model and boundary conditions: module docstring.
+    `electrodem.analysis.contacts`). ``cbd`` (from `electrodem.analysis.cbd.build_cbd` on this
+    snapshot) and ``cbd_sigma_e_S_per_m`` (S/m) add the CBD neck fillets to the electronic contacts
+    (module docstring, "CBD necks"; ignored for the ionic network). Model and boundary conditions:
+    module docstring.
     """
     if axis not in ("x", "y", "z"):
         raise ValueError(f"axis={axis!r} is invalid: use 'x', 'y' or 'z'")
-    if bulk not in ("flux_tube", "none"):
-        raise ValueError(f"bulk={bulk!r} is invalid: use 'none' or 'flux_tube'")
+    if bulk not in BULK_MODELS:
+        raise ValueError(f"bulk={bulk!r} is invalid: use one of {BULK_MODELS}")
+    try:
+        sigma_cbd_in = float(cbd_sigma_e_S_per_m)
+    except (TypeError, ValueError):
+        sigma_cbd_in = math.nan
+    if isinstance(cbd_sigma_e_S_per_m, str | bool) or not (math.isfinite(sigma_cbd_in) and sigma_cbd_in >= 0):
+        raise ValueError(f"cbd_sigma_e_S_per_m={cbd_sigma_e_S_per_m!r} is invalid: must be finite and >= 0")
+    if cbd is not None and len(cbd.fibril) != micro.n:
+        raise ValueError(f"cbd has {len(cbd.fibril)} particles but micro.n={micro.n}: build it from micro")
     if not (0 < rtol < 1):
         raise ValueError(f"rtol={rtol!r} is invalid: must be in (0, 1)")
     if not (0 < current_rtol < 1):
@@ -399,18 +494,22 @@ def resistor_conductivity(
         terminals = (f"periodic {axis} with an imposed mean potential gradient (what the inner probes of "
                      "a four-probe measurement see)")
 
+    sigma_cbd = sigma_cbd_in if cbd is not None and network == "electronic" else 0.0
+    neck_rf = _neck_radii(graph, cbd) if sigma_cbd > 0 else None  # type: ignore[arg-type]
+    n_necks = 0 if neck_rf is None else int(np.count_nonzero(neck_rf[emask] > graph.contact_radius_m[emask]))
+
     def result(sigma, cur, phi, cpp, perc, nsol, solver, msg):
         return ResistorResult(
             network, axis, float(sigma), sig_ref, float(sigma / sig_ref) if sig_ref > 0 else 0.0, perc,
             float(cur), 1.0, float(length), area, cpp, phi, n_contacts, nsol, bulk, solver, graph.source, msg,
-            terminals,
+            terminals, n_necks, sigma_cbd,
         )
 
     if not np.any(mask):
         msg = f"no {network} conducting species: sigma_eff = 0"
         return result(0.0, 0.0, zeros, zeros, False, 0, "none", msg)
     gi, gj = graph.i[emask], graph.j[emask]
-    ge = _edge_conductance(micro, graph, sig, bulk, emask)
+    ge = _edge_conductance(micro, graph, sig, bulk, emask, neck_rf, sigma_cbd)
 
     if ax == 2:
         cc_node, top_node = n, n + 1
