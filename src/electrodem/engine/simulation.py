@@ -28,6 +28,18 @@ from electrodem.engine.state import D_LE_DV, D_LE_SHIFT
 from electrodem.engine.walls import MAX_WALLS, N_WALL_COLS, W_PX, W_VX, Wall
 
 
+def _check_time_step_rule(
+    rayleigh_fraction: float, steps_per_contact: float, impact_speed_m_per_s: float | None
+) -> None:
+    """Refuse time-step criteria outside their ranges (ConfigError naming the key)."""
+    if not 0 < rayleigh_fraction <= 1:
+        raise ConfigError("rayleigh_fraction", rayleigh_fraction, "in (0, 1]")
+    if not steps_per_contact >= 5:
+        raise ConfigError("steps_per_contact", steps_per_contact, ">= 5")
+    if impact_speed_m_per_s is not None and not impact_speed_m_per_s > 0:
+        raise ConfigError("impact_speed_m_per_s", impact_speed_m_per_s, "null or > 0 (m/s)")
+
+
 class SimulationError(RuntimeError):
     """A guard stopped the run. ``diagnosis`` says what and where; ``checkpoint_path`` holds the last
     good state when the run was given one."""
@@ -186,12 +198,7 @@ class Simulation:
         self.gravity = np.asarray(gravity_m_per_s2, dtype=float).reshape(3)
         if dt_s is not None and not dt_s > 0:
             raise ConfigError("dt_s", dt_s, "null (automatic) or > 0 (s)")
-        if not 0 < rayleigh_fraction <= 1:
-            raise ConfigError("rayleigh_fraction", rayleigh_fraction, "in (0, 1]")
-        if not steps_per_contact >= 5:
-            raise ConfigError("steps_per_contact", steps_per_contact, ">= 5")
-        if impact_speed_m_per_s is not None and not impact_speed_m_per_s > 0:
-            raise ConfigError("impact_speed_m_per_s", impact_speed_m_per_s, "null or > 0 (m/s)")
+        _check_time_step_rule(rayleigh_fraction, steps_per_contact, impact_speed_m_per_s)
         if skin_m is not None and not skin_m > 0:
             raise ConfigError("skin_m", skin_m, "null (automatic) or > 0 (m)")
         if not background_damping_per_s >= 0:
@@ -635,12 +642,7 @@ class Simulation:
     ) -> None:
         """Choose the automatic time step anew at the next run with these criteria (as in the
         constructor); a fixed time step is released."""
-        if not 0 < rayleigh_fraction <= 1:
-            raise ConfigError("rayleigh_fraction", rayleigh_fraction, "in (0, 1]")
-        if not steps_per_contact >= 5:
-            raise ConfigError("steps_per_contact", steps_per_contact, ">= 5")
-        if impact_speed_m_per_s is not None and not impact_speed_m_per_s > 0:
-            raise ConfigError("impact_speed_m_per_s", impact_speed_m_per_s, "null or > 0 (m/s)")
+        _check_time_step_rule(rayleigh_fraction, steps_per_contact, impact_speed_m_per_s)
         self.rayleigh_fraction = float(rayleigh_fraction)
         self.steps_per_contact = float(steps_per_contact)
         self.impact_speed = impact_speed_m_per_s
