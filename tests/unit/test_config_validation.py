@@ -77,3 +77,26 @@ def test_launcher_configs_compose(config_dir, launcher):
     if launcher == "submitit_local":
         assert "LocalLauncher" in la._target_
     assert cfg.engine.arch == "gpu"
+
+
+def _options(group: str) -> list[str]:
+    from electrodem.cli import config_dir
+
+    return sorted(p.stem for p in (config_dir() / group).glob("*.yaml"))
+
+
+CHOICE_GROUPS = ("analysis", "calender", "compact", "engine", "place", "route", "settle", "shear")
+
+
+@pytest.mark.parametrize(("group", "option"), [(g, o) for g in CHOICE_GROUPS for o in _options(g)])
+def test_every_config_group_option_composes_and_validates(config_dir, group, option):
+    """Enumerated from configs/: a new option file is covered without editing this test."""
+    rc = validate(_compose(config_dir, [f"{group}={option}"]))
+    if group == "route":
+        assert rc.steps[0] == "place" and len(rc.plan) == len(rc.steps)
+
+
+@pytest.mark.parametrize("experiment", _options("experiment"))
+def test_every_experiment_composes_and_validates(config_dir, experiment):
+    rc = validate(_compose(config_dir, [f"+experiment={experiment}"]))
+    assert rc.steps and rc.plan[0].step.creates_state
