@@ -137,3 +137,16 @@ def test_bonds_and_fields_survive_the_snapshot_round_trip(tmp_path):
     assert np.array_equal(back.bonds["i"], bonds.state()["i"]) and len(back.bonds["i"]) > 0
     assert np.array_equal(back.fields["binder_kg"], np.full(micro.n, 1.5e-15))
     sim.free()
+
+
+def test_resume_refuses_an_unreadable_engine_state_and_goes_on_without_a_missing_one(tmp_path):
+    from electrodem.config import ConfigError
+    from electrodem.process.live import engine_state_path, resume_engine
+
+    snap = tmp_path / "01_settle.npz"
+    holder = SimpleNamespace(sim=None)
+    assert resume_engine(holder, engine_state_path(snap), "settle", OPTS) is False and holder.sim is None
+    engine_state_path(snap).write_bytes(b"not a checkpoint")
+    with pytest.raises(ConfigError) as e:
+        resume_engine(holder, engine_state_path(snap), "settle", OPTS)
+    assert str(e.value).startswith("resume_from=") and "01_settle.engine.npz" in str(e.value)

@@ -16,12 +16,14 @@ uninterrupted run takes, bit for bit on the same machine and thread count.
 from __future__ import annotations
 
 import logging
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 
+from electrodem.config.errors import ConfigError
 from electrodem.io.snapshot import Microstructure, bonds_from_state
 
 log = logging.getLogger("electrodem")
@@ -150,14 +152,18 @@ def checkpoint_boundary(holder: HoldsEngine, path: Path, label: str, options: An
 def resume_engine(holder: HoldsEngine, path: Path, label: str, options: Any) -> bool:
     """Load the engine checkpoint written after stage ``label`` into ``holder``; False (and a warning)
     when there is none or it belongs to another stage: the route then goes on from the snapshot alone,
-    without contact history or bonds."""
+    without contact history or bonds. An unreadable file is a `ConfigError` naming it."""
     from electrodem.engine import Simulation
 
     if not path.is_file():
         log.warning("no engine state %s: resuming from the snapshot alone (contact history not carried)",
                     path)
         return False
-    sim = Simulation.load_checkpoint(path, options)
+    try:
+        sim = Simulation.load_checkpoint(path, options)
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
+        raise ConfigError("resume_from", str(path),
+                          f"an engine state written by electrodem beside the snapshot, readable: {e}") from e
     if sim.scalings.get("recipe_stage") != label:
         log.warning("engine state %s is of stage %r, not %r: resuming from the snapshot alone", path,
                     sim.scalings.get("recipe_stage"), label)
