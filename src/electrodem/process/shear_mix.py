@@ -137,6 +137,31 @@ def cb_am_contacts(micro: Microstructure, i: np.ndarray, j: np.ndarray) -> float
     return float(n / cb.sum())
 
 
+def steady_means(series: dict[str, np.ndarray], window: np.ndarray) -> tuple[dict[str, Any], dict[str, str]]:
+    """Means over the samples in ``window`` (bool) of every series but strain and time, and why a mean
+    is undefined or partial. The friction coefficient mu = tau / p and the inertial number
+    I = gamma_dot d / sqrt(p / rho) are undefined (NaN in the series) where the pressure p <= 0: a gas
+    without load-bearing contacts, or a cell in tension. A mean over none of its samples is None with
+    the reason; one over some of them says how many were left out. Never NaN."""
+    steady: dict[str, Any] = {}
+    undefined: dict[str, str] = {}
+    for k in series:
+        if k in ("strain", "time_s"):
+            continue
+        v = np.asarray(series[k], float)[window]
+        ok = np.isfinite(v)
+        if not ok.any():
+            steady[k] = None
+            undefined[k] = (f"undefined in all {v.size} samples of the window: the pressure is zero or "
+                            "negative there (no load-bearing contacts, or tension)")
+            continue
+        steady[k] = float(v[ok].mean())
+        if not ok.all():
+            undefined[k] = (f"mean of {int(ok.sum())} of {v.size} samples: the others had zero or negative "
+                            "pressure")
+    return steady, undefined
+
+
 def shear_mix(
     micro: Microstructure,
     params: ShearParams,
@@ -224,7 +249,7 @@ def shear_mix(
         sim.free()
     cb_am_1 = cb_am_contacts(micro, c1["i"], c1["j"])
     half = series["strain"] >= 0.5 * float(series["strain"][-1])
-    steady = {k: float(np.nanmean(series[k][half])) for k in SERIES if k not in ("strain", "time_s")}
+    steady, undefined = steady_means(series, half)
     solid = float(micro.volumes_m3.sum() / np.prod(box))
     report: dict[str, Any] = {
         "shear_rate_per_s": rate,
@@ -233,6 +258,7 @@ def shear_mix(
         "box_um": (box * 1e6).tolist(),
         "n_particles": int(micro.n),
         "steady": steady,
+        "steady_undefined": undefined,
         "steady_window": "second half of the strain",
         "cb_am_contacts_per_cb": {"start": cb_am_0, "end": cb_am_1},
         "lees_edwards_shift_m": shift,
@@ -240,7 +266,8 @@ def shear_mix(
         "dt_s": shortcuts["dt_s"],
         "simulated_time_s": sim_time,
         "shortcuts": shortcuts,
-        "series": {k: series[k].tolist() for k in SERIES},
+        # Undefined samples (mu and I at zero or tensile pressure) are null, never NaN, in metrics.json.
+        "series": {k: [float(v) if math.isfinite(v) else None for v in series[k]] for k in SERIES},
     }
     out = micro.with_(
         positions_m=st["positions_m"],

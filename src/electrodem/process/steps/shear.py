@@ -11,6 +11,8 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
+import numpy as np
+
 from electrodem.config.errors import require
 from electrodem.process.place import loose_height_um
 from electrodem.process.recipe import (
@@ -42,7 +44,9 @@ def run(state: ProcessState, params: ShearParams, ctx: StepContext) -> dict[str,
     try:
         from electrodem_viz.plots import plot_shear
 
-        plot_shear(report["series"], ctx.out("shear_rheology.png"))
+        # Undefined samples are None in the report: NaN gaps in the plot.
+        series = {k: np.array(v, dtype=float) for k, v in report["series"].items()}
+        plot_shear(series, ctx.out("shear_rheology.png"))
         if ctx.output.get("render", True):
             from electrodem_viz.render import render_particles
 
@@ -81,6 +85,7 @@ def shear_block(report: dict[str, Any]) -> dict[str, Any]:
         "shear_stress_Pa": steady["shear_stress_Pa"],
         "coordination_number": steady["coordination_number"],
         "steady_window": report["steady_window"],
+        "steady_undefined": report.get("steady_undefined", {}),
         "cb_am_contacts_per_cb": report["cb_am_contacts_per_cb"],
         "series_csv": "shear.csv",
         "plot": "shear_rheology.png",
