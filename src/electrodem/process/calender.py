@@ -1033,6 +1033,8 @@ def calender(
         "gravity_m_per_s2": _gravity(micro, params),
         "layer_temperature_equals_roll_temperature": True,
         "rayleigh_fraction": params.rayleigh_fraction,
+        "cohesion": params.cohesion,
+        "surface_energy_scale": params.surface_energy_scale,
     }
     report = {
         "passes": rows,

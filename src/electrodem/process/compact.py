@@ -522,6 +522,8 @@ def compact(
         "gravity": "off",
         "dt_s": float(dt),
         "rayleigh_fraction": params.rayleigh_fraction,
+        "cohesion": params.cohesion,
+        "surface_energy_scale": params.surface_energy_scale,
     }
     sim.scalings.update(shortcuts)
     curve: list[dict[str, Any]] = [_record(sim, bed, "load")]
