@@ -65,7 +65,9 @@ from electrodem.io.snapshot import Microstructure
 from electrodem.materials.formulation import Formulation, RVESpec, make_population
 from electrodem.materials.library import load_library
 from electrodem.process.calender import CalenderParams, calender
+from electrodem.process.compact import CONTACT as COMPACT_CONTACT
 from electrodem.process.compact import CompactParams, compact
+from electrodem.process.engine_map import ContactParams, ShortcutParams
 from electrodem.process.place import PlaceParams, place
 from electrodem.process.settle import SettleParams, settle
 
@@ -161,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
         if srep.get("rve") != rve_key:
             raise SystemExit(f"{cache} was settled for {srep.get('rve')}, not {rve_key}: pass --fresh")
     else:
-        settled, srep = settle(placed, SettleParams(cohesion="jkr", max_steps=150_000), opts, progress=False)
+        settled, srep = settle(placed, SettleParams(max_steps=150_000), opts, progress=False)
         srep = {"steps": int(srep["steps"]), "converged": bool(srep["converged"]),
                 "packing_fraction": float(srep["packing_fraction"]), "rve": rve_key}  # fmt: skip
         settled = settled.with_(metadata={**settled.metadata, "settle_study": srep})
@@ -185,11 +187,10 @@ def main(argv: list[str] | None = None) -> int:
         mode="displacement",
         target_porosity=args.target_porosity,
         plate_speed_m_per_s=args.plate_speed,
-        contact_normal="thornton_ning",
-        yield_pressure_MPa_by_species={k: v * s * 1e-6 for k, v in py_lib_Pa.items()},
-        modulus_scale=s,
-        modulus_cap_Pa=None,
-        fines_density_scale=1.0,
+        contact=ContactParams(**{**COMPACT_CONTACT, "normal": "thornton_ning",
+                                 "yield_pressure_MPa": {k: v * s * 1e-6 for k, v in py_lib_Pa.items()}}),
+        shortcuts=ShortcutParams(modulus_scale=s, modulus_cap_Pa=None, fines_density_scale=1.0,
+                                 rayleigh_fraction=0.2),
         record_every_steps=500,
         max_overlap_ratio=args.max_overlap_ratio,
         max_total_overlap_ratio=args.max_total_overlap_ratio,
@@ -251,14 +252,12 @@ def main(argv: list[str] | None = None) -> int:
             roll_radius_m=0.1,
             control="gap",
             gap_um=gap_um,
-            yield_pressure_Pa={k: v * s for k, v in py_lib_Pa.items()},
-            modulus_scale=s,
-            modulus_cap_Pa=None,
+            contact=ContactParams(normal="thornton_ning", cohesion="none", friction=cp.contact.friction,
+                                  restitution=cp.contact.restitution, rolling_friction=0.0,
+                                  yield_pressure_MPa={k: v * s * 1e-6 for k, v in py_lib_Pa.items()}),
+            shortcuts=ShortcutParams(modulus_scale=s, modulus_cap_Pa=None),
             design_pressure_Pa=max(crep["max_pressure_Pa"], 1.0),
             gravity_m_per_s2=0.0,
-            friction=cp.friction,
-            restitution=cp.restitution,
-            rolling_friction=0.0,
             max_steps_per_pass=args.nip_max_steps,
             max_overlap_ratio=args.max_overlap_ratio,
             max_total_overlap_ratio=args.max_total_overlap_ratio,

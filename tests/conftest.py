@@ -145,3 +145,17 @@ def library(config_dir):
 
     raw = {p.stem: yaml.safe_load(p.read_text()) for p in (config_dir / "material").glob("*.yaml")}
     return load_library(raw)
+
+
+@pytest.fixture(autouse=True)
+def _return_engine_storage_to_the_pool():
+    """After each test, collect the simulations it left behind. A `Simulation` held in a reference
+    cycle (an extension keeps its simulation) is freed only by the cycle collector; until then its
+    Taichi store stays taken, and the next test's simulation of the same shape gets a new store, for
+    which Taichi compiles every kernel anew (seconds per store, `electrodem.engine.state.MIN_CAPACITY`).
+    Collected here, the store goes back to the engine's pool and the next simulation reuses it with its
+    compiled kernels."""
+    yield
+    import gc
+
+    gc.collect()

@@ -249,6 +249,39 @@ def test_a_sphere_whose_floor_is_removed_falls_at_g():
     assert z0 - st["positions_m"][0, 2] > 3e-3  # it did fall (several radii)
 
 
+def test_a_mass_scaling_of_the_inertia_keeps_the_real_weight(tmp_path):
+    """Inertial mass 100 m, gravitational mass m (the fines' shortcut): at rest the floor carries the
+    REAL weight m g (static equilibrium, whatever the inertia), and in free fall the sphere accelerates
+    at g m / (100 m) = g / 100 (velocity Verlet is exact for a constant force: 1e-12 m). The weight
+    survives a checkpoint and `set_masses` (which changes only the inertia unless told)."""
+    m_real = 4.0 / 3.0 * np.pi * 1e-3**3 * 2500.0
+    sim = Simulation([MAT], box_m=(0.01, 0.01, 0.01), walls=[Wall((0, 0, 0), (0, 0, 1), "m", name="floor")],
+                     background_damping_per_s=200.0, record_wall_forces=True)
+    sim.add_particles([[5e-3, 5e-3, 1.0e-3]], [1e-3], "m", masses_kg=[100.0 * m_real],
+                      gravitational_masses_kg=[m_real])
+    sim.run(steps=6000, progress=False)
+    st = sim.state()
+    assert st["masses_kg"][0] == pytest.approx(100.0 * m_real, rel=1e-15)
+    assert st["gravitational_masses_kg"][0] == pytest.approx(m_real, rel=1e-15)
+    # At rest (|v| below 1e-9 m/s after the damped settle): the floor force balances m g to the
+    # residual acceleration c v ~ 2e-7 m/s^2 against g: relative 1e-6.
+    assert abs(st["velocities_m_per_s"][0, 2]) < 1e-9
+    fz = sim.wall_state()[0]["force_N"][2]  # the force the sphere exerts on the floor (down)
+    assert -fz == pytest.approx(m_real * 9.81, rel=1e-6)
+    path = tmp_path / "gm.npz"
+    sim.save_checkpoint(path)
+    back = Simulation.load_checkpoint(path)
+    assert np.array_equal(back.state()["gravitational_masses_kg"], st["gravitational_masses_kg"])
+    sim.set_masses([0], 50.0 * m_real)  # the inertia changes, the weight stays
+    assert sim.state()["gravitational_masses_kg"][0] == st["gravitational_masses_kg"][0]
+    sim.set_background_damping(0.0)
+    sim.remove_wall("floor")
+    z0, vz0, t0 = sim.state()["positions_m"][0, 2], sim.state()["velocities_m_per_s"][0, 2], sim.time_s
+    sim.run(steps=3000, progress=False)
+    t, a = sim.time_s - t0, 9.81 * m_real / (50.0 * m_real)
+    assert sim.state()["positions_m"][0, 2] == pytest.approx(z0 + vz0 * t - 0.5 * a * t**2, rel=0, abs=1e-12)
+
+
 def test_walls_kept_by_name_keep_their_history_and_position():
     lid = Wall((0, 0, 9e-3), (0, 0, -1), "m", mode="velocity", velocity_m_per_s=(0, 0, -0.01), name="lid")
     sim = _bed(ContactModel(), walls=[FLOOR, lid])

@@ -13,7 +13,11 @@ from electrodem.config import ConfigError
 from electrodem.engine import EngineOptions, Material
 from electrodem.io.snapshot import Microstructure, Species
 from electrodem.process.compact import CompactParams, compact
+from electrodem.process.engine_map import ContactParams, ShortcutParams
 from electrodem.process.settle import SettleParams, bed_packing, column_overlap_estimate, settle
+
+DRY = ContactParams(cohesion="none", where="settle.contact")
+"""The test beds' species have no surface energy: settled without the (then idle) JKR law."""
 
 
 def _loose_bed(seed: int = 0) -> Microstructure:
@@ -46,10 +50,12 @@ def _chaotic_bed(chaos) -> Microstructure:
 
 
 def _settle_weight_pressure_Pa(micro: Microstructure, params: SettleParams, g_m_per_s2: float) -> float:
-    """The bed's weight per collector area (Pa) with the settle's mass-scaled fines, computed here
-    independently of the step."""
-    fines = micro.radii_m < params.fines_radius_um * 1e-6
-    m = micro.volumes_m3 * micro.densities_kg_per_m3 * np.where(fines, params.fines_density_scale, 1.0)
+    """The bed's weight per collector area (Pa), computed here independently of the step: the fines'
+    weight scaled with their inertia (the settle's ``shortcuts.fines_weight: scaled``)."""
+    sh = params.shortcuts
+    assert sh.fines_weight == "scaled"
+    fines = micro.radii_m < sh.fines_radius_um * 1e-6
+    m = micro.volumes_m3 * micro.densities_kg_per_m3 * np.where(fines, sh.fines_density_scale, 1.0)
     return float(m.sum()) * g_m_per_s2 / (micro.box_m[0] * micro.box_m[1])
 
 
@@ -58,7 +64,7 @@ def _settle_weight_pressure_Pa(micro: Microstructure, params: SettleParams, g_m_
 def test_settle_packs_the_bed_at_rest_and_records_its_shortcuts(chaos):
     micro = _chaotic_bed(chaos)
     phi0, _ = bed_packing(micro.positions_m[:, 2], micro.radii_m, 24e-6**2)
-    params = SettleParams(max_steps=120_000)
+    params = SettleParams(max_steps=120_000, contact=DRY)
     out, rep = settle(micro, params, EngineOptions(), progress=False)
     assert rep["converged"], rep
     assert out.n == micro.n and np.array_equal(out.ids, micro.ids)
@@ -102,6 +108,7 @@ def test_settle_packs_the_bed_at_rest_and_records_its_shortcuts(chaos):
         "modulus_cap_Pa",
         "modulus_factor_by_species",
         "fines_density_scale",
+        "fines_weight",
         "background_damping_per_s",
         "dt_s",
     ):
@@ -122,7 +129,7 @@ def test_a_too_violent_fall_stops_with_a_diagnosis_naming_the_settle_knobs(chaos
     with pytest.raises(SimulationError, match="settle.fall_overlap_target"):
         settle(
             _chaotic_bed(chaos),
-            SettleParams(fall_overlap_target=0.1, max_steps=5000),
+            SettleParams(fall_overlap_target=0.1, max_steps=5000, contact=DRY),
             EngineOptions(),
             progress=False,
         )
@@ -153,17 +160,17 @@ def test_column_overlap_estimate_is_hertz_under_the_column_load():
 @pytest.mark.parametrize(
     "kw, key",
     [
-        ({"restitution": 0.0}, "settle.restitution"),
-        ({"modulus_scale": 2.0}, "settle.modulus_scale"),
-        ({"rolling_model": "sticky"}, "settle.rolling_model"),
+        ({"contact": ContactParams(friction=0.5, where="settle.contact")}, None),
         ({"max_steps": 0}, "settle.max_steps"),
-        ({"gravity_scale": "fast"}, "settle.gravity_scale"),
         ({"overlap_target": 0.05}, "settle.overlap_target"),
-        ({"fines_density_scale": 0.5}, "settle.fines_density_scale"),
-        ({"species_overrides": {"nmc": {"stickiness": 1.0}}}, "settle.species_overrides.nmc.stickiness"),
+        ({"contact": {"friction": 0.5}}, "settle.contact"),
+        ({"shortcuts": "fast"}, "settle.shortcuts"),
     ],
 )
 def test_settle_params_are_validated(kw, key):
+    if key is None:  # a well-formed value passes
+        assert SettleParams(**kw).contact.friction == 0.5
+        return
     with pytest.raises(ConfigError, match=key):
         SettleParams(**kw)
 
@@ -179,7 +186,7 @@ def test_bed_packing_of_a_known_lattice():
 @pytest.mark.chaotic
 def test_settled_porosity_is_the_compaction_initial_porosity(chaos):
     # A short settle (mid-fall overlaps allowed: the definitions, not the packing, are under test).
-    params = SettleParams(max_steps=3000, max_overlap_ratio=0.1)
+    params = SettleParams(max_steps=3000, max_overlap_ratio=0.1, contact=DRY)
     out, rep = settle(_chaotic_bed(chaos.offset(1)), params, EngineOptions(),
                       progress=False)
     z, r = out.positions_m[:, 2], out.radii_m
@@ -191,7 +198,8 @@ def test_settled_porosity_is_the_compaction_initial_porosity(chaos):
     v = out.volumes_m3.sum()
     assert rep["porosity"] == pytest.approx(1.0 - v / (24e-6**2 * rep["thickness_m"]), abs=1e-12)
     h0_um = rep["thickness_um"]
-    cparams = CompactParams(target_porosity=None, target_thickness_um=0.97 * h0_um, modulus_cap_Pa=1e9,
+    cparams = CompactParams(target_porosity=None, target_thickness_um=0.97 * h0_um,
+                            shortcuts=ShortcutParams(modulus_cap_Pa=1e9, rayleigh_fraction=0.2),
                             plate_speed_m_per_s=0.5, record_every_steps=20, relax_max_steps=500)  # fmt: skip
     _, crep = compact(out, cparams, EngineOptions(), progress=False)
     ini = crep["initial"]

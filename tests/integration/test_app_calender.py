@@ -15,7 +15,8 @@ from cli_run import electrodem
     ("calender.control=speed", "calender.control", "target_porosity"),
     ("calender.control=gap calender.gap_um=-5", "calender.gap_um", "a gap > 0"),
     ("calender.gap_fraction=1.5", "calender.gap_fraction", "(0, 1]"),
-    ("+calender.yield_pressure_Pa.graphite=1e8", "calender.yield_pressure_Pa.graphite", "nmc811"),
+    ("+calender.contact.yield_pressure_MPa.graphite=100", "calender.contact.yield_pressure_MPa.graphite",
+     "nmc811"),
 ])
 def test_bad_calender_value_fails_before_compute(tmp_path, override, key, allowed):
     run = tmp_path / "bad"

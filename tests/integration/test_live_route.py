@@ -24,8 +24,8 @@ from electrodem.engine.bonds import Bonds
 from electrodem.io.snapshot import Microstructure, Species
 from electrodem.process.calender import CalenderParams, _build_sim, calender
 from electrodem.process.compact import CompactParams, compact
+from electrodem.process.engine_map import ContactParams, ShortcutParams, engine_materials
 from electrodem.process.live import EngineSetup, engine_for, with_engine_extras
-from electrodem.process.settle import _materials
 
 R_P = 10e-6
 E = 1e9
@@ -48,9 +48,10 @@ def _plastic_pass() -> CalenderParams:
     # drifts with its residual velocity); 1000 m/s^2 adds an elastic Hertz overlap of only 0.3 nm. The
     # relaxation runs to kinetic < 1e-12 x the elastic energy at the minimum gap: at rest (the default
     # 1e-4 leaves a sphere bouncing on the collector with an amplitude of ~10 nm).
+    contact = ContactParams(normal="thornton_ning", yield_pressure_MPa={"am": 0.01 * e_star * 1e-6},
+                            friction=0.3, rolling_friction=0.0, cohesion="none")
     return CalenderParams(geometry="nip", roll_radius_m=0.05, control="gap", gap_um=2 * R_P * 1e6 * 0.98,
-                          normal_model="thornton_ning", yield_pressure_Pa={"am": 0.01 * e_star},
-                          friction=0.3, rolling_friction=0.0, line_speed_m_per_s=10.0, samples_per_nip=50,
+                          contact=contact, line_speed_m_per_s=10.0, samples_per_nip=50,
                           gravity_m_per_s2=1000.0, relax_ke_ratio=1e-12)
 
 
@@ -85,11 +86,10 @@ def test_a_second_calender_pass_keeps_the_plastic_history_of_the_first():
 def _jkr_bed() -> tuple[SimpleNamespace, Microstructure]:
     """Two touching layers (simple cubic, spacing 2r) with JKR contacts formed on the live state."""
     micro = _layer(4, 2.0 * R_P, layers=2)
-    sp = SimpleNamespace(species_overrides={}, friction=0.3, restitution=0.3, rolling_friction=0.0,
-                         modulus_scale=1.0, modulus_cap_Pa=None, surface_energy_scale=1.0,
-                         current_collector="auto")
+    contact = ContactParams(friction=0.3, rolling_friction=0.0)
     cc = Wall((0.0, 0.0, 0.0), (0.0, 0.0, 1.0), "current_collector", name="current_collector")
-    setup = EngineSetup(_materials(micro, sp), ContactModel(cohesion="jkr"), [cc], (0.0, 0.0, 0.0),
+    mats = engine_materials(micro, contact, ShortcutParams(modulus_cap_Pa=None))
+    setup = EngineSetup(mats, ContactModel(cohesion="jkr"), [cc], (0.0, 0.0, 0.0),
                         micro.masses_kg, background_damping_per_s=1e5)
     live = SimpleNamespace(sim=None)
     sim = engine_for(live, micro, setup, OPTS)
@@ -106,8 +106,9 @@ def test_jkr_contacts_and_bonds_carry_through_a_press(cohesion):
     bonds = sim.add_extension(Bonds(youngs_modulus_Pa=E, poisson_ratio=NU))
     assert len(bonds.create_within(sim, 0.01 * R_P)) >= 4 * 4
     ends0 = {tuple(sorted(e)) for e in zip(bonds.state()["i"], bonds.state()["j"], strict=True)}
-    params = CompactParams(target_porosity=0.45, cohesion=cohesion, friction=0.3, relax_max_steps=2000,
-                           plate_speed_m_per_s=0.5)
+    params = CompactParams(target_porosity=0.45, relax_max_steps=2000, plate_speed_m_per_s=0.5,
+                           contact=ContactParams(normal="hertz", friction=0.3, rolling_friction=0.0,
+                                                 cohesion=cohesion))
     out, _ = compact(with_engine_extras(micro, sim), params, OPTS, progress=False, live=live)
     assert live.sim is sim  # the same simulation went on
     ends1 = {tuple(sorted(e)) for e in zip(out.bonds["i"], out.bonds["j"], strict=True)}

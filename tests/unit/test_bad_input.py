@@ -2,14 +2,17 @@
 
 * Every key of the schema has a refusal case: `INVALID` holds one invalid value per key, and
   `test_every_key_has_a_refusal_case` fails when a key found in the shipped configs (or a field of a
-  step's parameter dataclass) is in neither `INVALID` nor `ACCEPTS_ANYTHING`.
+  step's parameter dataclass) is in neither `INVALID` nor `ACCEPTS_ANYTHING`. The shared groups are
+  covered as ``contact.*``, ``shortcuts.*`` and ``bonds.<kind>.*``, and every engine step's override
+  mappings as ``<step>.contact.*`` / ``<step>.shortcuts.*`` (the shared cases repeated per step).
 * Each case is refused by `validate` on a ``route=place`` run (no step reads ``settle``, ``engine``,
   ``compact``, ... there: every group is validated on every run) with a one-line `ConfigError` whose
   message starts with the dotted key.
 * `test_random_invalid_numbers_are_refused_by_name` draws random invalid values (out of range, NaN,
   +-inf, text, bools, lists, non-integers for integer keys) for every numeric key (hypothesis).
-* Unknown keys are refused with the nearest valid name; ``resume_from`` and interrupted run
-  directories are checked before anything is computed; the backend probe reads its child correctly.
+* Unknown keys are refused with the nearest valid name (step keys that moved into the shared groups
+  are unknown now); ``resume_from`` and interrupted run directories are checked before anything is
+  computed; the backend probe reads its child correctly.
 
 All in-process on one composed config (validate takes ~10 ms), so the module runs in seconds.
 """
@@ -44,12 +47,13 @@ from electrodem.io.snapshot import Microstructure, Species
 from electrodem.materials.formulation import COMPONENT_KEYS, FORMULATION_KEYS, RVE_KEYS, TARGET_KEYS
 from electrodem.materials.library import Material
 from electrodem.materials.psd import PSD_KEYS
+from electrodem.process.engine_map import MOVED_KEYS, SHARED_GROUPS, BondLaw
 from electrodem.process.recipe import registry
-from electrodem.process.steps import calender as calender_step
 
 CONFIGS = config_dir()
 MATERIAL = "nmc811"  # the material whose keys stand for ``material.*`` (in the default formulation)
 SLOT = "am"  # the component slot that stands for ``formulation.components.*``
+BOND = "ptfe_fibril"  # the bond kind that stands for ``bonds.*`` (configs/bonds/default.yaml)
 INF, NAN = float("inf"), float("nan")
 
 GROUP_CLASSES: dict[str, type] = {
@@ -57,7 +61,35 @@ GROUP_CLASSES: dict[str, type] = {
 }
 """Config group -> parameter dataclass: every registered process step's, and the engine's."""
 
-# One invalid value per key ("*": any material / component slot). Values a user could type.
+SHARED: dict[str, type] = dict(SHARED_GROUPS)
+"""The shared top-level groups an engine step may override under its own group (``contact``,
+``shortcuts``) -> their dataclass. (``bonds`` is shared too, but steps do not override it.)"""
+
+OVERRIDE_STEPS: tuple[str, ...] = tuple(sorted(
+    g for g, cls in GROUP_CLASSES.items() if {f.name for f in dataclasses.fields(cls)} & SHARED.keys()))
+"""Step groups with ``contact:`` / ``shortcuts:`` override mappings (settle, compact, calender, shear)."""
+
+# One invalid value per key of the shared groups. A step's override mapping takes the same keys, checked
+# by the same dataclass under the step's name: `OVERRIDE_INVALID` repeats each case under every step
+# (e.g. compact.contact.friction, calender.shortcuts.rayleigh_fraction), so a step that stopped merging
+# or checking its overrides fails here by name.
+SHARED_INVALID: dict[str, Any] = {
+    "contact.normal": "jkr", "contact.damping": "hysteretic", "contact.tangential": "coulomb",
+    "contact.rolling": "spring", "contact.cohesion": "vdw", "contact.friction": -0.1,
+    "contact.restitution": 0.0, "contact.rolling_friction": -1.0, "contact.tool_friction": -1.0,
+    "contact.species_overrides": {MATERIAL: {"friction": -1.0}}, "contact.surface_energy_scale": -1.0,
+    "contact.yield_pressure_from_library": "yes", "contact.yield_pressure_MPa": {MATERIAL: -1.0},
+    "contact.softening_K": {"pvdf": [400.0, 300.0]}, "contact.current_collector": "gold",
+    "shortcuts.modulus_scale": 2.0, "shortcuts.modulus_cap_Pa": 0.0, "shortcuts.fines_radius_um": -1.0,
+    "shortcuts.fines_density_scale": 0.5, "shortcuts.fines_weight": "heavy", "shortcuts.gravity_scale": -2.0,
+    "shortcuts.rayleigh_fraction": 0.9,
+}
+OVERRIDE_INVALID: dict[str, Any] = {
+    **{f"{step}.{group}": "x" for step in OVERRIDE_STEPS for group in SHARED},  # not a mapping
+    **{f"{step}.{key}": v for step in OVERRIDE_STEPS for key, v in SHARED_INVALID.items()},
+}
+
+# One invalid value per key ("*": any material / component slot / bond kind). Values a user could type.
 INVALID: dict[str, Any] = {
     # --- top level and output
     "seed": -1, "progress": "yes", "resume_from": "/nonexistent/checkpoint.npz",
@@ -87,56 +119,45 @@ INVALID: dict[str, Any] = {
     # --- engine
     "engine.arch": "tpu", "engine.precision": "f16", "engine.seed": -1, "engine.cpu_threads": 0,
     "engine.offline_cache": "yes", "engine.debug": "no",
+    # --- bonds (one entry stands for every bond kind: "bonds.*")
+    "bonds.*.youngs_modulus_MPa": 0.0, "bonds.*.poisson_ratio": 0.5, "bonds.*.radius_multiplier": 0.0,
+    "bonds.*.tensile_strength_MPa": -34.0, "bonds.*.shear_strength_MPa": 0.0, "bonds.*.failure": "ductile",
+    "bonds.*.yield_stress_MPa": -1.0, "bonds.*.breaking_strain": 0.0, "bonds.*.damping_ratio": -0.1,
+    "bonds.*.source": "",
+    # --- contact and shortcuts (shared groups; every engine step's overrides too: OVERRIDE_INVALID)
+    **SHARED_INVALID,
+    **OVERRIDE_INVALID,
     # --- settle
-    "settle.friction": -0.1, "settle.restitution": 0.0, "settle.rolling_friction": -1.0,
-    "settle.rolling_model": "spring", "settle.species_overrides": {MATERIAL: {"friction": -1.0}},
-    "settle.gravity_m_per_s2": 0.0, "settle.gravity_scale": -2.0, "settle.overlap_target": 0.5,
-    "settle.fall_overlap_target": 0.5, "settle.load_safety_factor": 0.5, "settle.modulus_scale": 2.0,
-    "settle.modulus_cap_Pa": 0.0, "settle.fines_radius_um": -1.0, "settle.fines_density_scale": 0.5,
+    "settle.gravity_m_per_s2": 0.0, "settle.overlap_target": 0.5,
+    "settle.fall_overlap_target": 0.5, "settle.load_safety_factor": 0.5,
     "settle.damping_ratio": 0.0, "settle.background_damping_per_s": -1.0, "settle.ke_threshold_ratio": 1.0,
     "settle.unbalanced_force_tolerance": 0.0, "settle.max_moving_fraction": 0.5,
     "settle.load_balance_tolerance": 1.0, "settle.max_steps": 0, "settle.check_every_steps": 0,
-    "settle.rayleigh_fraction": 0.9, "settle.steps_per_contact": 1.0, "settle.max_overlap_ratio": 0.5,
-    "settle.cohesion": "vdw", "settle.surface_energy_scale": -1.0, "settle.current_collector": "gold",
+    "settle.steps_per_contact": 1.0, "settle.max_overlap_ratio": 0.5,
     # --- compact
     "compact.mode": "servo", "compact.target_porosity": 1.5, "compact.target_thickness_um": -1.0,
     "compact.target_pressure_MPa": -1.0, "compact.plate_speed_m_per_s": 0.0,
     "compact.industrial_plate_speed_m_per_s": 0.0, "compact.pressure_tolerance": 0.9,
-    "compact.hold_checks": 0, "compact.contact_normal": "plastic", "compact.yield_pressure_MPa": -1.0,
-    "compact.yield_pressure_MPa_by_species": {MATERIAL: -1.0}, "compact.friction": -1.0,
-    "compact.restitution": 2.0, "compact.rolling_friction": -1.0, "compact.rolling_model": "x",
-    "compact.species_overrides": {MATERIAL: {"restitution": 0.0}}, "compact.modulus_scale": 0.0,
-    "compact.modulus_cap_Pa": -1.0, "compact.fines_radius_um": -1.0, "compact.fines_density_scale": 0.0,
-    "compact.rayleigh_fraction": 0.0, "compact.record_every_steps": 0, "compact.max_steps": 0,
+    "compact.hold_checks": 0, "compact.record_every_steps": 0, "compact.max_steps": 0,
     "compact.inertial_number_max": 1.0, "compact.quasi_static_pressure_fraction": 1.0,
     "compact.relax_damping_per_s": -1.0, "compact.relax_ke_ratio": 0.0, "compact.relax_max_steps": 0,
     "compact.max_overlap_ratio": 0.9, "compact.max_total_overlap_ratio": 5.0,
     "compact.max_overlap_volume_fraction": 1.0, "compact.fit_pressure_fraction": 1.0,
-    "compact.cohesion": "vdw", "compact.surface_energy_scale": -1.0,
     # --- calender
     "calender.geometry": "drum", "calender.roll_radius_m": 0.0, "calender.control": "speed",
     "calender.gap_um": -5.0, "calender.gap_fraction": 1.5, "calender.target_line_load_N_per_mm": -1.0,
     "calender.target_porosity": 1.0, "calender.passes": 0, "calender.roll_temperature_K": 0.0,
     "calender.surface_speed_ratio": -1.0, "calender.line_speed_m_per_s": 0.0,
     "calender.target_inertial_number": 0.5, "calender.design_pressure_Pa": 0.0,
-    "calender.max_inertial_number": 1.0, "calender.normal_model": "jkr",
-    "calender.yield_pressure_from_library": "yes", "calender.yield_pressure_Pa": {MATERIAL: -1.0},
-    "calender.softening_K": {"pvdf": [400.0, 300.0]}, "calender.friction": -1.0,
-    "calender.restitution": 0.0, "calender.rolling_friction": -1.0, "calender.roll_friction": -1.0,
-    "calender.modulus_scale": 2.0, "calender.modulus_cap_Pa": 0.0, "calender.fines_radius_um": -1.0,
-    "calender.fines_density_scale": 0.0, "calender.gravity_m_per_s2": -1.0,
-    "calender.rayleigh_fraction": 0.0, "calender.samples_per_nip": 5, "calender.relax_ke_ratio": 1.0,
+    "calender.max_inertial_number": 1.0, "calender.gravity_m_per_s2": -1.0,
+    "calender.samples_per_nip": 5, "calender.relax_ke_ratio": 1.0,
     "calender.relax_damping_ratio": 0.0, "calender.max_relax_steps": 0, "calender.max_arc_fraction": 0.5,
     "calender.search_passes": 1, "calender.search_tolerance": 1.0, "calender.max_overlap_ratio": 0.5,
     "calender.max_total_overlap_ratio": 3.0, "calender.max_steps_per_pass": 0,
-    "calender.cohesion": "glue", "calender.surface_energy_scale": -1.0,
     # --- shear
     "shear.shear_rate_per_s": 0.0, "shear.strain": 0.0, "shear.samples": 0,
     "shear.industrial_shear_rate_per_s": 0.0, "shear.affine_start": "yes",
-    "shear.max_image_overlap_ratio": -1.0, "shear.friction": -1.0, "shear.restitution": 0.0,
-    "shear.rolling_friction": -1.0, "shear.rolling_model": "x", "shear.species_overrides": "x",
-    "shear.modulus_scale": 0.0, "shear.modulus_cap_Pa": 0.0, "shear.fines_radius_um": -1.0,
-    "shear.fines_density_scale": 0.0, "shear.rayleigh_fraction": 2.0,
+    "shear.max_image_overlap_ratio": -1.0,
     # --- analysis
     "analysis.gap_tolerance_rel": 1.5, "analysis.min_contact_radius_rel": 0.0,
     "analysis.use_engine_contacts": "yes", "analysis.top_layer_thickness_um": -1.0,
@@ -206,6 +227,14 @@ def _r(spec: str, *, integer: bool = False, nonzero: bool = False, text: tuple[s
 
 POS, NONNEG, FRAC01 = "(0, inf)", "[0, inf)", "(0, 1)"
 INT1 = _r("[1, inf)", integer=True)
+SHARED_RANGES: dict[str, Range] = {  # also each engine step's override of them (OVERRIDE_STEPS)
+    "contact.friction": _r(NONNEG), "contact.restitution": _r("(0, 1]"),
+    "contact.rolling_friction": _r(NONNEG), "contact.tool_friction": _r(NONNEG),
+    "contact.surface_energy_scale": _r(NONNEG),
+    "shortcuts.modulus_scale": _r("(0, 1]"), "shortcuts.modulus_cap_Pa": _r(POS),
+    "shortcuts.fines_radius_um": _r(NONNEG), "shortcuts.fines_density_scale": _r("[1, inf)"),
+    "shortcuts.gravity_scale": _r(POS, text=("auto",)), "shortcuts.rayleigh_fraction": _r("(0, 0.5]"),
+}
 RANGES: dict[str, Range] = {
     "seed": _r(NONNEG, integer=True),
     "rve.box_x_um": _r(POS), "rve.box_y_um": _r(POS), "rve.thickness_um": _r(POS),
@@ -226,42 +255,35 @@ RANGES: dict[str, Range] = {
     "place.packing_fraction": _r("(0, 0.45]"), "place.max_rounds": INT1,
     "place.position_perturbation_rel": _r("[0, 1e-9]"),
     "engine.seed": _r(NONNEG, integer=True), "engine.cpu_threads": INT1,
-    "settle.friction": _r(NONNEG), "settle.restitution": _r("(0, 1]"), "settle.rolling_friction": _r(NONNEG),
-    "settle.gravity_m_per_s2": _r(POS), "settle.gravity_scale": _r(POS, text=("auto",)),
+    "bonds.*.youngs_modulus_MPa": _r(POS), "bonds.*.poisson_ratio": _r("(-1, 0.5)"),
+    "bonds.*.radius_multiplier": _r(POS), "bonds.*.tensile_strength_MPa": _r(POS),
+    "bonds.*.shear_strength_MPa": _r(POS), "bonds.*.yield_stress_MPa": _r(POS),
+    "bonds.*.breaking_strain": _r(POS), "bonds.*.damping_ratio": _r(NONNEG),
+    **SHARED_RANGES,
+    **{f"{step}.{key}": r for step in OVERRIDE_STEPS for key, r in SHARED_RANGES.items()},
+    "settle.gravity_m_per_s2": _r(POS),
     "settle.overlap_target": _r("(0, 0.01]"), "settle.fall_overlap_target": _r("(0, 0.1]"),
-    "settle.load_safety_factor": _r("[1, inf)"), "settle.modulus_scale": _r("(0, 1]"),
-    "settle.modulus_cap_Pa": _r(POS), "settle.fines_radius_um": _r(NONNEG),
-    "settle.fines_density_scale": _r("[1, inf)"), "settle.damping_ratio": _r(POS),
+    "settle.load_safety_factor": _r("[1, inf)"), "settle.damping_ratio": _r(POS),
     "settle.background_damping_per_s": _r(NONNEG), "settle.ke_threshold_ratio": _r(FRAC01),
     "settle.unbalanced_force_tolerance": _r(POS), "settle.max_moving_fraction": _r("[0, 0.1)"),
     "settle.load_balance_tolerance": _r(FRAC01), "settle.max_steps": INT1, "settle.check_every_steps": INT1,
-    "settle.rayleigh_fraction": _r("(0, 0.5]"), "settle.steps_per_contact": _r("[5, inf)"),
-    "settle.max_overlap_ratio": _r("(0, 0.2)"), "settle.surface_energy_scale": _r(NONNEG),
+    "settle.steps_per_contact": _r("[5, inf)"), "settle.max_overlap_ratio": _r("(0, 0.2)"),
     "compact.target_porosity": _r(FRAC01), "compact.target_thickness_um": _r(POS),
     "compact.target_pressure_MPa": _r(POS), "compact.plate_speed_m_per_s": _r(POS),
     "compact.industrial_plate_speed_m_per_s": _r(POS), "compact.pressure_tolerance": _r("(0, 0.5)"),
-    "compact.hold_checks": INT1, "compact.yield_pressure_MPa": _r(POS), "compact.friction": _r(NONNEG),
-    "compact.restitution": _r("(0, 1]"), "compact.rolling_friction": _r(NONNEG),
-    "compact.modulus_scale": _r("(0, 1]"), "compact.modulus_cap_Pa": _r(POS),
-    "compact.fines_radius_um": _r(NONNEG), "compact.fines_density_scale": _r("[1, inf)"),
-    "compact.rayleigh_fraction": _r("(0, 0.5]"), "compact.record_every_steps": INT1,
+    "compact.hold_checks": INT1, "compact.record_every_steps": INT1,
     "compact.max_steps": INT1, "compact.inertial_number_max": _r(FRAC01),
     "compact.quasi_static_pressure_fraction": _r("[0, 1)"), "compact.relax_damping_per_s": _r(NONNEG),
     "compact.relax_ke_ratio": _r(FRAC01), "compact.relax_max_steps": INT1,
     "compact.max_overlap_ratio": _r("(0, 0.5]"), "compact.max_total_overlap_ratio": _r("[0.1, 2]"),
     "compact.max_overlap_volume_fraction": _r(FRAC01), "compact.fit_pressure_fraction": _r("[0, 1)"),
-    "compact.surface_energy_scale": _r(NONNEG), "calender.surface_energy_scale": _r(NONNEG),
     "calender.roll_radius_m": _r(POS), "calender.gap_um": _r(POS, lists=True),
     "calender.gap_fraction": _r("(0, 1]"), "calender.target_line_load_N_per_mm": _r(POS),
     "calender.target_porosity": _r(FRAC01), "calender.passes": INT1, "calender.roll_temperature_K": _r(POS),
     "calender.surface_speed_ratio": _r(NONNEG), "calender.line_speed_m_per_s": _r(POS),
     "calender.target_inertial_number": _r("(0, 1e-3]"), "calender.design_pressure_Pa": _r(POS),
-    "calender.max_inertial_number": _r(FRAC01), "calender.friction": _r(NONNEG),
-    "calender.restitution": _r("(0, 1]"), "calender.rolling_friction": _r(NONNEG),
-    "calender.roll_friction": _r(NONNEG), "calender.modulus_scale": _r("(0, 1]"),
-    "calender.modulus_cap_Pa": _r(POS), "calender.fines_radius_um": _r(NONNEG),
-    "calender.fines_density_scale": _r("[1, inf)"), "calender.gravity_m_per_s2": _r(NONNEG),
-    "calender.rayleigh_fraction": _r("(0, 0.5]"), "calender.samples_per_nip": _r("[10, inf)", integer=True),
+    "calender.max_inertial_number": _r(FRAC01), "calender.gravity_m_per_s2": _r(NONNEG),
+    "calender.samples_per_nip": _r("[10, inf)", integer=True),
     "calender.relax_ke_ratio": _r(FRAC01), "calender.relax_damping_ratio": _r(POS),
     "calender.max_relax_steps": INT1, "calender.max_arc_fraction": _r("(0, 0.5)"),
     "calender.search_passes": _r("[2, inf)", integer=True), "calender.search_tolerance": _r(FRAC01),
@@ -269,10 +291,7 @@ RANGES: dict[str, Range] = {
     "calender.max_steps_per_pass": INT1,
     "shear.shear_rate_per_s": _r("(-inf, inf)", nonzero=True), "shear.strain": _r(POS),
     "shear.samples": INT1, "shear.industrial_shear_rate_per_s": _r(POS),
-    "shear.max_image_overlap_ratio": _r(NONNEG), "shear.friction": _r(NONNEG),
-    "shear.restitution": _r("(0, 1]"), "shear.rolling_friction": _r(NONNEG), "shear.modulus_scale": _r(POS),
-    "shear.modulus_cap_Pa": _r(POS), "shear.fines_radius_um": _r(NONNEG),
-    "shear.fines_density_scale": _r("[1, inf)"), "shear.rayleigh_fraction": _r("(0, 1]"),
+    "shear.max_image_overlap_ratio": _r(NONNEG),
     "analysis.gap_tolerance_rel": _r("[0, 1)"), "analysis.min_contact_radius_rel": _r("(0, 1]"),
     "analysis.top_layer_thickness_um": _r(NONNEG), "analysis.voxels_per_smallest_diameter": _r(POS),
     "analysis.cbd_porosity": _r("[0, 1)"), "analysis.cbd_sigma_e_S_per_m": _r("(0, 1e8)"),
@@ -285,12 +304,17 @@ RANGES: dict[str, Range] = {
 
 
 # ------------------------------------------------------------------------------------ schema keys
+TABLES = ("sources", "species_overrides", "yield_pressure_MPa", "softening_K")
+"""Mappings that are one key each: the free-text ``sources`` table and the contact group's per-species
+tables (their keys are species names, e.g. ``yield_pressure_MPa: {pvdf: 30}``, not schema keys)."""
+
+
 def _leaves(d: dict[str, Any], prefix: str) -> Iterator[str]:
-    """Dotted leaf keys of a YAML mapping (a non-empty mapping is descended into, except the free-text
-    ``sources`` table; an empty one such as ``species_overrides: {}`` is a leaf)."""
+    """Dotted leaf keys of a YAML mapping (a non-empty mapping is descended into, except the `TABLES`;
+    an empty one such as ``settle.contact: {}`` is a leaf)."""
     for k, v in d.items():
         key = f"{prefix}.{k}" if prefix else str(k)
-        if isinstance(v, dict) and v and k != "sources":
+        if isinstance(v, dict) and v and k not in TABLES:
             yield from _leaves(v, key)
         else:
             yield key
@@ -302,7 +326,15 @@ def _numeric_annotation(ann: Any) -> bool:
 
 def schema_keys() -> tuple[set[str], set[str]]:
     """(all keys, numeric keys) of the shipped configs and the parameter dataclasses, with ``*`` for
-    the material name and the component slot."""
+    the material name, the component slot and the bond kind.
+
+    Shared groups: ``contact.<key>`` / ``shortcuts.<key>`` from their config files and dataclasses
+    (`ContactParams`, `ShortcutParams`), ``bonds.*.<key>`` from configs/bonds and `BondLaw` (``where``,
+    the error-naming field the code sets, is no config key). A step's override mapping (``settle.contact``,
+    ``calender.shortcuts``, ...) is a key itself (it must be a mapping), and takes every key of its shared
+    group: those are enumerated as ``<step>.contact.<key>`` from the shared dataclass's fields, whatever
+    the step's config file happens to override (``compact.contact.friction`` is in compact/default.yaml,
+    ``settle.contact.friction`` is not, both are keys); their refusal cases are `OVERRIDE_INVALID`."""
     keys: set[str] = set()
     numeric: set[str] = set()
 
@@ -316,16 +348,24 @@ def schema_keys() -> tuple[set[str], set[str]]:
             value: Any = d
             for part in key.split(".")[len(prefix.split(".")) if prefix else 0:]:
                 value = value.get(part) if isinstance(value, dict) else None
-            add(re.sub(r"^formulation\.components\.[^.]+\.", "formulation.components.*.", key), value)
+            key = re.sub(r"^formulation\.components\.[^.]+\.", "formulation.components.*.", key)
+            add(re.sub(r"^bonds\.[^.]+\.", "bonds.*.", key), value)
 
-    for group, cls in GROUP_CLASSES.items():
+    def add_fields(cls: type, prefix: str) -> None:
+        for fld in dataclasses.fields(cls):
+            if fld.name == "where":  # set by the code (the dotted name in errors), not a config key
+                continue
+            keys.add(f"{prefix}.{fld.name}")
+            if _numeric_annotation(fld.type):
+                numeric.add(f"{prefix}.{fld.name}")
+
+    for group, cls in [*GROUP_CLASSES.items(), *SHARED.items(), ("bonds", BondLaw)]:
         for f in sorted((CONFIGS / group).glob("*.yaml")):
             add_yaml(yaml.safe_load(f.read_text()) or {}, group)
+        add_fields(cls, "bonds.*" if group == "bonds" else group)
         for fld in dataclasses.fields(cls):
-            keys.add(f"{group}.{fld.name}")
-            if _numeric_annotation(fld.type):
-                numeric.add(f"{group}.{fld.name}")
-    keys.update(f"calender.{k}" for k in calender_step.APP_KEYS)
+            if group in GROUP_CLASSES and fld.name in SHARED:  # a step's overrides: the shared keys
+                add_fields(SHARED[fld.name], f"{group}.{fld.name}")
     main = yaml.safe_load((CONFIGS / "config.yaml").read_text())
     for k, v in main.items():
         if k in ("defaults", "hydra"):
@@ -378,7 +418,7 @@ def base(hydra_compose) -> dict[str, Any]:
 def concrete(key: str) -> str:
     """A pattern key with ``*`` replaced by the material / slot the tests use."""
     return key.replace("material.*.", f"material.{MATERIAL}.").replace(
-        "formulation.components.*.", f"formulation.components.{SLOT}.")
+        "formulation.components.*.", f"formulation.components.{SLOT}.").replace("bonds.*.", f"bonds.{BOND}.")
 
 
 def patched(base: dict[str, Any], key: str, value: Any) -> dict[str, Any]:
@@ -444,10 +484,15 @@ def test_issue_cases_are_refused_on_a_route_that_does_not_use_them(hydra_compose
 @pytest.mark.parametrize(("key", "typo", "suggestion"), [
     ("", "sed", "did you mean seed?"),
     ("", "formulaton", "did you mean formulation?"),
-    ("settle", "fricton", "did you mean settle.friction?"),
+    ("settle.contact", "frction", "did you mean settle.contact.friction?"),
+    ("contact", "fricton", "did you mean contact.friction?"),
+    ("shortcuts", "rayleigh_fracton", "did you mean shortcuts.rayleigh_fraction?"),
+    ("calender.shortcuts", "rayleigh_fracton", "did you mean calender.shortcuts.rayleigh_fraction?"),
+    (f"bonds.{BOND}", "youngs_modulus", f"did you mean bonds.{BOND}.youngs_modulus_MPa?"),
     ("engine", "arhc", "did you mean engine.arch?"),
     ("compact", "target_porosty", "did you mean compact.target_porosity?"),
-    ("calender", "yield_pressure_from_libary", "did you mean calender.yield_pressure_from_library?"),
+    ("calender.contact", "yield_pressure_from_libary",
+     "did you mean calender.contact.yield_pressure_from_library?"),
     ("analysis", "directons", "did you mean analysis.directions?"),
     ("place", "packing_fration", "did you mean place.packing_fraction?"),
     ("shear", "stain", "did you mean shear.strain?"),
@@ -457,8 +502,10 @@ def test_issue_cases_are_refused_on_a_route_that_does_not_use_them(hydra_compose
     (f"material.{MATERIAL}.psd", "d50", "did you mean material.nmc811.psd.d50_um?"),
     ("formulation.targets", "porosty", "did you mean formulation.targets.porosity?"),
     (f"formulation.components.{SLOT}", "wt_pc", "did you mean formulation.components.am.wt_pct?"),
-    (f"settle.species_overrides.{MATERIAL}", "frction", "did you mean "
-                                                       "settle.species_overrides.nmc811.friction?"),
+    (f"contact.species_overrides.{MATERIAL}", "frction", "did you mean "
+                                                        "contact.species_overrides.nmc811.friction?"),
+    (f"shear.contact.species_overrides.{MATERIAL}", "restitusion", "did you mean "
+                                                                 "shear.contact.species_overrides.nmc811.restitution?"),
 ])
 def test_unknown_keys_are_refused_with_the_nearest_name(base, key, typo, suggestion):
     c = copy.deepcopy(base)
@@ -468,6 +515,60 @@ def test_unknown_keys_are_refused_with_the_nearest_name(base, key, typo, suggest
     node[typo] = 1
     e = assert_refused(c, f"{key}.{typo}" if key else typo)
     assert suggestion in str(e) and "known: [" in str(e), str(e)
+
+
+MOVED = {
+    "settle": "friction restitution rolling_friction rolling_model species_overrides gravity_scale "
+              "modulus_scale modulus_cap_Pa fines_radius_um fines_density_scale rayleigh_fraction cohesion "
+              "surface_energy_scale current_collector",
+    "compact": "contact_normal yield_pressure_MPa yield_pressure_MPa_by_species friction restitution "
+               "rolling_friction rolling_model species_overrides modulus_scale modulus_cap_Pa "
+               "fines_radius_um fines_density_scale rayleigh_fraction cohesion surface_energy_scale",
+    "calender": "normal_model yield_pressure_from_library yield_pressure_Pa softening_K friction "
+                "restitution rolling_friction roll_friction modulus_scale modulus_cap_Pa fines_radius_um "
+                "fines_density_scale rayleigh_fraction cohesion surface_energy_scale",
+    "shear": "friction restitution rolling_friction rolling_model species_overrides modulus_scale "
+             "modulus_cap_Pa fines_radius_um fines_density_scale rayleigh_fraction",
+}
+"""Step keys that moved into the shared ``contact`` / ``shortcuts`` groups: an old config that still sets
+one is refused by name, not silently ignored."""
+
+
+@pytest.mark.parametrize("key", [f"{g}.{k}" for g, ks in MOVED.items() for k in ks.split()])
+def test_a_step_key_that_moved_to_a_shared_group_is_refused(base, key):
+    e = assert_refused(patched(base, key, 0.5), key)
+    # The message says where the key lives now (engine_map.MOVED_KEYS), for every step and for this one.
+    step, name = key.split(".")
+    where = f"{MOVED_KEYS[name]} (every step), or {step}.{MOVED_KEYS[name]}"
+    assert f"moved to the shared group: {where}" in str(e), str(e)
+
+
+@pytest.mark.parametrize(("key", "value", "named"), [
+    # a species that is not a material of the formulation (nmc811, carbon_black_c65, pvdf)
+    ("calender.contact.yield_pressure_MPa", {"graphite": 100.0},
+     "calender.contact.yield_pressure_MPa.graphite"),
+    ("compact.contact.species_overrides", {"graphite": {"friction": 0.1}},
+     "compact.contact.species_overrides.graphite"),
+    ("settle.contact.softening_K", {"graphite": [300.0, 400.0]}, "settle.contact.softening_K.graphite"),
+    ("shear.contact.species_overrides", {"graphite": {"friction": 0.1}},
+     "shear.contact.species_overrides.graphite"),
+    # a plastic bond needs a yield stress (and a breaking strain, below)
+    (f"bonds.{BOND}.failure", "plastic", f"bonds.{BOND}.yield_stress_MPa"),
+])
+def test_cross_key_rules_of_the_shared_groups(base, key, value, named):
+    assert_refused(patched(base, key, value), named, value)
+
+
+def test_a_plastic_bond_needs_a_breaking_strain(base):
+    c = patched(patched(base, f"bonds.{BOND}.failure", "plastic"), f"bonds.{BOND}.yield_stress_MPa", 10.0)
+    assert_refused(c, f"bonds.{BOND}.breaking_strain")
+    validate(patched(c, f"bonds.{BOND}.breaking_strain", 0.5))
+
+
+@pytest.mark.parametrize(("table", "value"), [("species_overrides", {"graphite": {"friction": 0.1}}),
+                                              ("yield_pressure_MPa", {"graphite": 100.0})])
+def test_an_unknown_species_in_the_shared_contact_group_is_refused_under_its_own_name(base, table, value):
+    assert_refused(patched(base, f"contact.{table}", value), f"contact.{table}.graphite", value)
 
 
 def test_an_unknown_top_level_key_without_a_near_name_lists_the_known_ones(hydra_compose):

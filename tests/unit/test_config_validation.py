@@ -52,6 +52,18 @@ BAD = [
     (["output.vtu=maybe"], "output.vtu", "true or false"),
     (["rve.box_x_um=2000", "rve.box_y_um=2000"], "rve.max_particles", "raise rve.max_particles"),
     (["rve.box_x_um=30", "route=place_settle"], "rve.box_x_um", "twice the largest particle diameter"),
+    # the shared contact / shortcuts / bonds groups, and a step's overrides of them
+    (["contact.friction=-1"], "contact.friction", ">= 0"),
+    (["compact.contact.friction=-1"], "compact.contact.friction", ">= 0"),
+    (["contact.normal=plastic"], "contact.normal", "thornton_ning"),
+    (["shortcuts.rayleigh_fraction=0.9"], "shortcuts.rayleigh_fraction", "(0, 0.5]"),
+    (["calender.shortcuts.rayleigh_fraction=0.9"], "calender.shortcuts.rayleigh_fraction", "(0, 0.5]"),
+    (["+settle.contact.frction=1"], "settle.contact.frction", "did you mean settle.contact.friction?"),
+    (["+calender.contact.yield_pressure_MPa.graphite=100"], "calender.contact.yield_pressure_MPa.graphite",
+     "a material of the formulation"),
+    (["bonds.ptfe_fibril.youngs_modulus_MPa=0"], "bonds.ptfe_fibril.youngs_modulus_MPa", "> 0"),
+    (["bonds.ptfe_fibril.failure=plastic"], "bonds.ptfe_fibril.yield_stress_MPa", "failure 'plastic'"),
+    (["+settle.friction=0.5"], "settle.friction", "moved to the shared group: contact.friction"),
 ]
 
 
@@ -85,7 +97,8 @@ def _options(group: str) -> list[str]:
     return sorted(p.stem for p in (config_dir() / group).glob("*.yaml"))
 
 
-CHOICE_GROUPS = ("analysis", "calender", "compact", "engine", "place", "route", "settle", "shear")
+CHOICE_GROUPS = ("analysis", "bonds", "calender", "compact", "contact", "engine", "place", "route", "settle",
+                 "shear", "shortcuts")
 
 
 @pytest.mark.parametrize(("group", "option"), [(g, o) for g in CHOICE_GROUPS for o in _options(g)])

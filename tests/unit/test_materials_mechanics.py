@@ -100,7 +100,7 @@ def test_old_snapshot_without_mechanics_loads_with_defaults(tmp_path):
 
 def test_pair_values_reach_the_engine_table(library):
     from electrodem.engine.model import P_PY, P_W, ContactModel, MaterialTable
-    from electrodem.process.settle import SettleParams, _materials
+    from electrodem.process.engine_map import ContactParams, ShortcutParams, engine_materials
 
     names = ("nmc811", "carbon_black_c65", "pvdf")
     sp = tuple(library[n].to_species() for n in names)
@@ -111,9 +111,13 @@ def test_pair_values_reach_the_engine_table(library):
         sp,
         np.array([3e-5, 3e-5, 3e-5]),
     )
-    params = SettleParams(cohesion="jkr", surface_energy_scale=0.5)
-    mats = _materials(micro, params)
-    assert [m.name for m in mats] == [*names, "current_collector"]
+    contact, shortcuts = ContactParams(cohesion="jkr", surface_energy_scale=0.5), ShortcutParams()
+    mats = engine_materials(micro, contact, shortcuts, tools=("plate",))
+    assert [m.name for m in mats] == [*names, "current_collector", "plate"]
+    # Tools are tool steel, softened like everything else; their surface is release-coated (W = 0).
+    assert mats[-1].youngs_modulus_Pa == pytest.approx(min(210e9, shortcuts.modulus_cap_Pa))
+    assert mats[-1].surface_energy_J_per_m2 == 0.0
+    mats = mats[:-1]
     table = MaterialTable(tuple(mats)).pair_table(ContactModel(normal="thornton_ning", cohesion="jkr"))
     g = [library[n].surface_energy_J_m2 for n in names] + [COLLECTORS["aluminium"].surface_energy_J_per_m2]
     for a in range(4):
@@ -131,7 +135,15 @@ def test_pair_values_reach_the_engine_table(library):
     assert mats[-1].surface_energy_J_per_m2 == pytest.approx(
         0.5 * 2 * COLLECTORS["aluminium"].surface_energy_J_per_m2
     )
-    assert mats[-1].youngs_modulus_Pa == pytest.approx(min(70e9, params.modulus_cap_Pa))
+    assert mats[-1].youngs_modulus_Pa == pytest.approx(min(70e9, shortcuts.modulus_cap_Pa))
+    # Overrides win over the library; a species the microstructure lacks is refused by name.
+    over = ContactParams(yield_pressure_MPa={"pvdf": 7.0}, softening_K={"pvdf": [300.0, 400.0]})
+    pv = engine_materials(micro, over, shortcuts)[2]
+    assert (pv.yield_pressure_Pa, pv.softening_onset_K, pv.melting_K) == (7.0e6, 300.0, 400.0)
+    off = engine_materials(micro, ContactParams(yield_pressure_from_library=False), shortcuts)
+    assert all(m.yield_pressure_Pa is None for m in off)
+    with pytest.raises(ConfigError, match="contact.yield_pressure_MPa.graphite"):
+        engine_materials(micro, ContactParams(yield_pressure_MPa={"graphite": 1.0}), shortcuts)
 
 
 @pytest.mark.parametrize(
@@ -154,15 +166,17 @@ def test_bad_mechanical_values_are_refused_naming_the_key(library, key, value):
     assert "material.pvdf" in str(e.value)
 
 
-def test_settle_params_refuse_bad_cohesion():
-    from electrodem.process.settle import SettleParams
+def test_contact_params_refuse_bad_values_naming_the_key():
+    from electrodem.process.engine_map import ContactParams, ShortcutParams
 
-    with pytest.raises(ConfigError, match="settle.cohesion"):
-        SettleParams(cohesion="glue")
-    with pytest.raises(ConfigError, match="settle.surface_energy_scale"):
-        SettleParams(surface_energy_scale=-1.0)
-    with pytest.raises(ConfigError, match="settle.current_collector"):
-        SettleParams(current_collector="gold")
+    with pytest.raises(ConfigError, match="contact.cohesion"):
+        ContactParams(cohesion="glue")
+    with pytest.raises(ConfigError, match="settle.contact.surface_energy_scale"):
+        ContactParams(surface_energy_scale=-1.0, where="settle.contact")
+    with pytest.raises(ConfigError, match="contact.current_collector"):
+        ContactParams(current_collector="gold")
+    with pytest.raises(ConfigError, match="shortcuts.fines_weight"):
+        ShortcutParams(fines_weight="heavy")
 
 
 def _raw(m: Material) -> dict:

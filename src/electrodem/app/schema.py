@@ -22,6 +22,7 @@ from electrodem.config.params import build
 from electrodem.io.snapshot import Microstructure, SnapshotError
 from electrodem.materials.formulation import Formulation, RVESpec, expected_counts
 from electrodem.materials.library import Material, load_library
+from electrodem.process.engine_map import bond_laws
 from electrodem.process.recipe import (
     ProcessStep,
     RouteEntry,
@@ -33,7 +34,7 @@ from electrodem.process.recipe import (
 )
 
 BASE_KEYS = ("material", "formulation", "rve", "route", "seed", "engine", "output", "progress", "resume_from",
-             "plugins")
+             "plugins", "contact", "shortcuts", "bonds")
 """Top-level keys of a run configuration besides the registered steps' config groups (``hydra``
 aside: present only when Hydra's own node is composed in, e.g. ``compose(...,
 return_hydra_config=True)``)."""
@@ -123,7 +124,11 @@ def validate(cfg: DictConfig | Mapping[str, Any]) -> RunConfig:
     seed = c.get("seed", 0)
     require(isinstance(seed, int) and not isinstance(seed, bool) and seed >= 0, "seed", seed,
             "a non-negative integer")
-    inputs = RunInputs(library, formulation, rve, seed)
+    # The groups every engine step shares (`electrodem.process.engine_map`): contact and shortcuts are
+    # validated with each step's overrides as its parameters are built below, bonds here.
+    shared = {"contact": c.get("contact"), "shortcuts": c.get("shortcuts"),
+              "bonds": bond_laws(c.get("bonds"))}
+    inputs = RunInputs(library, formulation, rve, seed, shared)
 
     route = c.get("route") or {}
     require(isinstance(route, dict), "route", route, "a mapping {name, steps}")

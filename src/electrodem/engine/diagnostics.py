@@ -66,7 +66,7 @@ def diagnostics(s: ti.template(), p: ti.template(), n: ti.i32, nw: ti.i32):
             if s.invm[i] > 0.0:
                 m = 1.0 / s.invm[i]
                 s.diag[O_KE_T] += 0.5 * m * vi.dot(vi)
-                s.diag[O_PE_G] += -m * g.dot(xi)
+                s.diag[O_PE_G] += -s.gm[i] * g.dot(xi)
                 mom += m * vi
             if s.invI[i] > 0.0:
                 s.diag[O_KE_R] += 0.5 * wi.dot(wi) / s.invI[i]

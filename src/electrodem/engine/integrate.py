@@ -400,12 +400,13 @@ def _particle_forces(
     if im_i > 0.0:
         # One division per particle: the divider is what the force loop waits for.
         m_i = 1.0 / im_i
+        # Weight acts on the gravitational mass gm, background damping (a rate) on the inertial one:
+        # mass scaling changes the inertia, not the weight.
+        fi += g * s.gm[i]
         if c_bg > 0.0:
-            fi += (g - c_bg * vi) * m_i
+            fi -= (c_bg * m_i) * vi
             if s.invI[i] > 0.0:
                 ti_ -= (c_bg / s.invI[i]) * wi
-        else:
-            fi += g * m_i
     s.f[i] = fi
     s.tq[i] = ti_
 

@@ -179,8 +179,11 @@ def set_materials(
         mobile = invm[:n] > 0
         invm[:n][mobile] = (1.0 / mass)[mobile]
         inv_i[:n][mobile] = (1.0 / (0.4 * mass * r[:n] ** 2))[mobile]
+        gm = s.gm.to_numpy()
+        gm[:n][mobile] = mass[mobile]
         s.invm.from_numpy(invm)
         s.invI.from_numpy(inv_i)
+        s.gm.from_numpy(gm)
     wmat = np.zeros(MAX_WALLS, np.int32)
     wmat[: len(sim.walls)] = [table.index(w.material) for w in sim.walls]
     s.wmat.from_numpy(wmat)
@@ -370,25 +373,32 @@ def set_radii(sim: Simulation, ids: Any, radii_m: Any, rescale_mass: bool) -> No
     reach, skin = sim._skin_for(r_all)
     mobile = invm[ii] > 0
     mass = 1.0 / np.where(mobile, invm[ii], 1.0)
+    gm = s.gm.to_numpy()
     if rescale_mass:
         mass = mass * (r_new / r_old) ** 3
+        gm[ii] = gm[ii] * (r_new / r_old) ** 3
     invm[ii] = np.where(mobile, 1.0 / mass, 0.0)
     inv_i[ii] = np.where(mobile, 1.0 / (0.4 * mass * r_new**2), 0.0)
     r[ii] = r_new
     s.r.from_numpy(r)
     s.invm.from_numpy(invm)
     s.invI.from_numpy(inv_i)
+    s.gm.from_numpy(gm)
     sim.cohesion_reach_m = reach
     sim._nl.assign_levels(s, r_all, skin)  # internal order, as the store holds it
     sim._invalidate(list_=True)  # R* and m* of the listed pairs
     _changed(sim)
 
 
-def set_masses(sim: Simulation, ids: Any, masses_kg: Any) -> None:
+def set_masses(sim: Simulation, ids: Any, masses_kg: Any, gravitational_masses_kg: Any = None) -> None:
     """See `Simulation.set_masses`."""
     ii = _internal(sim, ids)
     s = sim._store
     m = _per_particle("masses_kg", masses_kg, len(ii))
+    if gravitational_masses_kg is not None:
+        gm = s.gm.to_numpy()
+        gm[ii] = _per_particle("gravitational_masses_kg", gravitational_masses_kg, len(ii))
+        s.gm.from_numpy(gm)
     invm, inv_i = s.invm.to_numpy(), s.invI.to_numpy()
     if np.any(invm[ii] == 0):
         first = int(sim.ids[s.ext.to_numpy()[ii[invm[ii] == 0][0]]])
@@ -420,15 +430,19 @@ def set_material(sim: Simulation, ids: Any, material: str | int, rescale_mass: b
         mobile = invm[ii] > 0
         invm[ii] = np.where(mobile, 1.0 / mass, 0.0)
         inv_i[ii] = np.where(mobile, 1.0 / (0.4 * mass * r**2), 0.0)
+        gm = s.gm.to_numpy()
+        gm[ii] = mass
         s.invm.from_numpy(invm)
         s.invI.from_numpy(inv_i)
+        s.gm.from_numpy(gm)
     sim._invalidate(list_=rescale_mass)
     _changed(sim)
 
 
 # ---------------------------------------------------------------------- snapshots
 _PARTICLE_ARRAYS = (
-    "x", "v", "w", "f", "tq", "xref", "r", "invm", "invI", "mat", "level", "ext", "intern", "wflag", "wht"
+    "x", "v", "w", "f", "tq", "xref", "r", "invm", "invI", "gm", "mat", "level", "ext", "intern", "wflag",
+    "wht",
 )
 """Store fields a step reads (internal order; scratch such as ``wpf``, ``cell_of`` is rewritten first)."""
 _GLOBAL_ARRAYS = ("dom", "walls", "wforce", "wwork")

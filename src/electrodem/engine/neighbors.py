@@ -422,7 +422,7 @@ def permute_particles(s: ti.template(), n: ti.i32, nw: ti.i32):
     integer scratch buffer."""
     for a in ti.static((s.x, s.v, s.w, s.f, s.tq)):
         _permute_field(a, s.tmp_v, s.sorted_ids, n)
-    for a in ti.static((s.r, s.invm, s.invI)):
+    for a in ti.static((s.r, s.invm, s.invI, s.gm)):
         _permute_field(a, s.tmp_s, s.sorted_ids, n)
     for a in ti.static((s.mat, s.level, s.ext, s.wflag)):
         _permute_field(a, s.cell_of, s.sorted_ids, n)

@@ -352,12 +352,15 @@ class Simulation:
         masses_kg: np.ndarray | None = None,
         fixed: np.ndarray | None = None,
         ids: np.ndarray | None = None,
+        gravitational_masses_kg: np.ndarray | None = None,
     ) -> np.ndarray:
         """Add spheres; returns their ids (persistent, default consecutive).
 
         ``material`` is one name/index or one per particle. ``masses_kg`` overrides density x volume
-        (mass scaling: record it in `scalings`). ``fixed`` particles have infinite mass and inertia
-        (they keep their velocity). The moment of inertia is 2/5 m r^2.
+        (mass scaling: record it in `scalings`). ``gravitational_masses_kg`` sets the mass gravity acts
+        on (default: the inertial mass), so that a mass scaling can change the inertia and keep the
+        real weight. ``fixed`` particles have infinite mass and inertia (they keep their velocity).
+        The moment of inertia is 2/5 m r^2.
         """
         self._check_alive()
         x = np.asarray(positions_m, dtype=float).reshape(-1, 3)
@@ -386,6 +389,10 @@ class Simulation:
         )
         if not np.all(mass > 0):
             raise ConfigError("masses_kg", "array", "masses > 0 (kg)")
+        gm = mass.copy() if gravitational_masses_kg is None else (
+            np.asarray(gravitational_masses_kg, float).reshape(-1) * np.ones(k))
+        if gm.shape != (k,) or not np.all(np.isfinite(gm)) or not np.all(gm >= 0):
+            raise ConfigError("gravitational_masses_kg", "array", f"one or {k} finite masses >= 0 (kg)")
         inertia = 0.4 * mass * r**2
         invm, invI = 1.0 / mass, 1.0 / inertia
         if fixed is not None:
@@ -427,6 +434,7 @@ class Simulation:
             "r": r,
             "invm": invm,
             "invI": invI,
+            "gm": gm,
             "mat": mat,
             "wht": np.zeros((k, MAX_WALLS, 3)),
             "whr": np.zeros((k, MAX_WALLS, 3)),
@@ -857,12 +865,18 @@ class Simulation:
         self._check_alive()
         set_radii(self, ids, radii_m, rescale_mass)
 
-    def set_masses(self, ids: Sequence[int] | np.ndarray, masses_kg: float | np.ndarray) -> None:
-        """Set the masses (kg) of the mobile particles of ``ids`` (inertia 2/5 m r^2)."""
+    def set_masses(
+        self,
+        ids: Sequence[int] | np.ndarray,
+        masses_kg: float | np.ndarray,
+        gravitational_masses_kg: float | np.ndarray | None = None,
+    ) -> None:
+        """Set the inertial masses (kg) of the mobile particles of ``ids`` (inertia 2/5 m r^2); their
+        weight stays unless ``gravitational_masses_kg`` is given (a mass scaling changes only inertia)."""
         from electrodem.engine.live import set_masses
 
         self._check_alive()
-        set_masses(self, ids, masses_kg)
+        set_masses(self, ids, masses_kg, gravitational_masses_kg)
 
     def set_material(
         self, ids: Sequence[int] | np.ndarray, material: str | int, rescale_mass: bool = False
@@ -1249,8 +1263,8 @@ class Simulation:
 
     def state(self) -> dict[str, np.ndarray]:
         """Current particle arrays (float64, SI, external order): positions_m, velocities_m_per_s,
-        angular_velocities_rad_per_s, forces_N, torques_N_m, radii_m, masses_kg (inf if fixed),
-        material_id, fixed (bool), ids."""
+        angular_velocities_rad_per_s, forces_N, torques_N_m, radii_m, masses_kg (inertial; inf if fixed),
+        gravitational_masses_kg (what gravity acts on), material_id, fixed (bool), ids."""
         st = self._store.particles_to_numpy(self.n)
         with np.errstate(divide="ignore"):
             mass = np.where(st["invm"] > 0, 1.0 / np.where(st["invm"] > 0, st["invm"], 1.0), np.inf)
@@ -1262,6 +1276,7 @@ class Simulation:
             "torques_N_m": st["tq"],
             "radii_m": st["r"],
             "masses_kg": mass,
+            "gravitational_masses_kg": st["gm"],
             "material_id": st["mat"],
             "fixed": st["invm"] == 0,
             "ids": self.ids.copy(),

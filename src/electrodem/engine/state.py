@@ -6,7 +6,9 @@ twenty. Growing the capacity builds a new store, copies the state and destroys t
 
 Per particle (SI): position x (m), velocity v (m/s), angular velocity w (rad/s), force f (N), torque
 tq (N m), radius r (m), inverse mass invm (1/kg, 0 = fixed), inverse moment of inertia invI
-(1/(kg m^2)), material index mat, grid level, position at the last neighbour build xref (m),
+(1/(kg m^2)), gravitational mass gm (kg: the weight is gm g; equal to the inertial mass unless a mass
+scaling changed only the inertia), material index mat, grid level, position at the last neighbour
+build xref (m),
 per-wall contact history wht (tangential, m) / whr (rolling, N m; stored only when ``rolling``) / wdm
 (largest overlap of the contact so far, m; stored only when ``plastic``, the Thornton–Ning law) and
 ``wflag`` (bit k set while the history or the recorded force of wall k may be non-zero, so that
@@ -48,7 +50,7 @@ from electrodem.engine.walls import MAX_WALLS, N_WALL_COLS
 VEC_FIELDS = ("x", "v", "w", "f", "tq")
 WALL_CHUNK = 256
 """Particles per chunk of the deterministic wall-force reduction (fixed: independent of the threads)."""
-SCALAR_FIELDS = ("r", "invm", "invI")
+SCALAR_FIELDS = ("r", "invm", "invI", "gm")
 DOM_SIZE = 13
 D_LE_SHIFT, D_LE_DV = 11, 12
 """Lees–Edwards slots of ``dom`` (after the 11 of `electrodem.engine.integrate`): the x offset s (m) of
@@ -265,6 +267,9 @@ class ParticleStore:
 
         for name in VEC_FIELDS:
             getattr(self, name).from_numpy(padded(data[name], np_real, (3,)))
+        if "gm" not in data:  # older images: the weight was the inertial mass's
+            invm = np.asarray(data["invm"], np.float64)
+            data = {**data, "gm": np.where(invm > 0, 1.0 / np.where(invm > 0, invm, 1.0), 0.0)}
         for name in SCALAR_FIELDS:
             getattr(self, name).from_numpy(padded(data[name], np_real, ()))
         self.mat.from_numpy(padded(data["mat"], np.int32, ()))

@@ -85,14 +85,24 @@ from electrodem.config import ConfigError
 from electrodem.config.errors import is_number
 from electrodem.engine.arch import EngineOptions
 from electrodem.io.snapshot import Microstructure
+from electrodem.process.engine_map import (
+    CC_MATERIAL,
+    ContactParams,
+    ShortcutParams,
+    engine_materials,
+    shortcuts_log,
+)
+from electrodem.process.engine_map import masses as engine_masses
 from electrodem.process.live import EngineSetup, HoldsEngine, engine_for, release, with_engine_extras
-from electrodem.process.settle import COHESION_MODELS, collector_for
 
 GEOMETRIES = ("nip", "roll")
 CONTROLS = ("gap", "gap_fraction", "line_load", "target_porosity")
-NORMAL_MODELS = ("hertz", "thornton_ning")
 ROLL_MATERIAL = "calender_roll"
-CC_MATERIAL = "current_collector"
+CONTACT: dict[str, Any] = {"normal": "thornton_ning", "cohesion": "none"}
+"""The calender's built-in overrides of the shared ``contact`` group: elastic–plastic contacts (yield
+pressures from the library), no adhesion unless asked (``jkr``: the coating resists the roll)."""
+SHORTCUTS: dict[str, Any] = {"rayleigh_fraction": 0.3}
+"""The calender's built-in overrides of the shared ``shortcuts`` group."""
 
 
 @dataclass
@@ -112,16 +122,13 @@ class CalenderParams:
     line_speed_m_per_s : simulated line speed (m/s); None = from the inertial-number rule (module doc).
     target_inertial_number, design_pressure_Pa : that rule's inertial number and pressure (Pa).
     max_inertial_number : the pass is quasi-static when the measured I stays below this.
-    normal_model : ``thornton_ning`` (elastic–plastic) or ``hertz`` (elastic).
-    yield_pressure_Pa : {species name: Thornton–Ning limiting contact pressure (Pa)}; missing = elastic.
-    softening_K : {species name: (onset K, melting K)}: linear yield-pressure softening range.
-    friction, restitution, rolling_friction : particle surface values (rolling model epsd if > 0).
-    roll_friction : friction of the roll (and top wall) surface.
-    modulus_scale, modulus_cap_Pa : shortcut E_used = min(E scale, cap) (as in settle).
-    fines_radius_um, fines_density_scale : shortcut mass scaling of the fines (as in settle).
+    contact : the shared ``contact`` group with the step's overrides (`CONTACT`: ``thornton_ning``
+        normal law, yield pressures and softening ranges from the library unless overridden,
+        ``cohesion`` ``none``; ``jkr``: a cohesive, dried coating resists the roll); the roll is tool
+        steel with ``tool_friction``, the collector the foil.
+    shortcuts : the shared ``shortcuts`` group with the step's overrides (`SHORTCUTS`).
     gravity_m_per_s2 : gravity during the pass and relaxation; None = the settling gravity recorded
         by settle (else 0).
-    rayleigh_fraction : time step as a fraction of the Rayleigh time.
     samples_per_nip : samples of the load curve while the strip crosses the nip.
     relax_ke_ratio : relaxation ends when kinetic < this x elastic energy at the minimum gap ...
     relax_damping_ratio : ... with background damping of this ratio to critical for the bed thickness mode ...
@@ -133,9 +140,6 @@ class CalenderParams:
         overlap above the plastic one for Thornton–Ning contacts).
     max_total_overlap_ratio : the engine's guard on the whole overlap, plastic flattening included.
     max_steps_per_pass : refuse a pass that would need more steps than this.
-    cohesion : ``none`` or ``jkr`` (JKR adhesion from the species' surface energies, as in settle): a
-        cohesive (dried) coating resists the roll only with ``jkr``.
-    surface_energy_scale : shortcut factor on every surface energy (1 = library values), as in settle.
     """
 
     geometry: str = "nip"
@@ -152,19 +156,10 @@ class CalenderParams:
     target_inertial_number: float = 3e-4
     design_pressure_Pa: float = 1e6
     max_inertial_number: float = 1e-3
-    normal_model: str = "thornton_ning"
-    yield_pressure_Pa: dict[str, float] = field(default_factory=dict)
-    softening_K: dict[str, tuple[float, float]] = field(default_factory=dict)
-    friction: float = 0.5
-    restitution: float = 0.3
-    rolling_friction: float = 0.05
-    roll_friction: float = 0.3
-    modulus_scale: float = 1.0
-    modulus_cap_Pa: float | None = 1.0e9
-    fines_radius_um: float = 1.5
-    fines_density_scale: float = 100.0
+    contact: ContactParams = field(default_factory=lambda: ContactParams(**CONTACT, where="calender.contact"))
+    shortcuts: ShortcutParams = field(
+        default_factory=lambda: ShortcutParams(**SHORTCUTS, where="calender.shortcuts"))
     gravity_m_per_s2: float | None = None
-    rayleigh_fraction: float = 0.3
     samples_per_nip: int = 200
     relax_ke_ratio: float = 1e-4
     relax_damping_ratio: float = 1.0
@@ -175,8 +170,6 @@ class CalenderParams:
     max_overlap_ratio: float = 0.25
     max_total_overlap_ratio: float = 1.0
     max_steps_per_pass: int = 2_000_000
-    cohesion: str = "none"
-    surface_energy_scale: float = 1.0
 
     def __post_init__(self) -> None:
         def req(cond: bool, key: str, allowed: str) -> None:
@@ -229,38 +222,10 @@ class CalenderParams:
             "in (0, max_inertial_number]",
         )
         req(num("design_pressure_Pa") > 0, "design_pressure_Pa", "> 0 (Pa)")
-        req(self.normal_model in NORMAL_MODELS, "normal_model", f"one of {NORMAL_MODELS}")
-        req(self.cohesion in COHESION_MODELS, "cohesion", f"one of {COHESION_MODELS}")
-        req(num("surface_energy_scale") >= 0, "surface_energy_scale", ">= 0 (1 = library values)")
-        req(isinstance(self.yield_pressure_Pa, dict), "yield_pressure_Pa", "a mapping species -> Pa")
-        for k, v in self.yield_pressure_Pa.items():
-            if not (is_number(v) and v > 0):
-                raise ConfigError(f"calender.yield_pressure_Pa.{k}", v, "a yield pressure > 0 (Pa)")
-        if self.normal_model == "hertz" and self.yield_pressure_Pa:
-            raise ConfigError(
-                "calender.yield_pressure_Pa",
-                self.yield_pressure_Pa,
-                "empty with normal_model 'hertz' (elastic contacts)",
-            )
-        req(isinstance(self.softening_K, dict), "softening_K", "a mapping species -> (onset K, melting K)")
-        for k, v in self.softening_K.items():
-            ok = isinstance(v, (list, tuple)) and len(v) == 2 and all(is_number(t) for t in v) \
-                and 0 < v[0] < v[1]
-            if not ok:
-                raise ConfigError(
-                    f"calender.softening_K.{k}", v, "(onset K, melting K) with 0 < onset < melting"
-                )
-        for key in ("friction", "rolling_friction", "roll_friction"):
-            req(num(key) >= 0, key, ">= 0")
-        req(0 < num("restitution") <= 1, "restitution", "in (0, 1]")
-        req(0 < num("modulus_scale") <= 1, "modulus_scale", "in (0, 1] (1 = real moduli)")
-        if self.modulus_cap_Pa is not None:
-            req(num("modulus_cap_Pa") > 0, "modulus_cap_Pa", "null or > 0 (Pa)")
-        req(num("fines_radius_um") >= 0, "fines_radius_um", ">= 0 (um)")
-        req(num("fines_density_scale") >= 1, "fines_density_scale", ">= 1")
+        req(isinstance(self.contact, ContactParams), "contact", "a ContactParams")
+        req(isinstance(self.shortcuts, ShortcutParams), "shortcuts", "a ShortcutParams")
         if self.gravity_m_per_s2 is not None:
             req(num("gravity_m_per_s2") >= 0, "gravity_m_per_s2", "null or >= 0 (m/s^2)")
-        req(0 < num("rayleigh_fraction") <= 0.5, "rayleigh_fraction", "in (0, 0.5]")
         integer("samples_per_nip", 10)
         req(0 < num("relax_ke_ratio") < 1, "relax_ke_ratio", "in (0, 1)")
         req(num("relax_damping_ratio") > 0, "relax_damping_ratio", "> 0")
@@ -324,60 +289,9 @@ def _stress_stats(prefix: str, vm: np.ndarray, pr: np.ndarray) -> dict[str, floa
 
 
 # ---------------------------------------------------------------------------------------------- engine
-def _used_modulus_Pa(e_Pa: float, p: CalenderParams) -> float:
-    e = e_Pa * p.modulus_scale
-    return min(e, p.modulus_cap_Pa) if p.modulus_cap_Pa is not None else e
-
-
 def _materials(micro: Microstructure, p: CalenderParams) -> list[Any]:
-    from electrodem.engine import Material
-
-    names = {s.name for s in micro.species}
-    for key, table in (("yield_pressure_Pa", p.yield_pressure_Pa), ("softening_K", p.softening_K)):
-        unknown = sorted(set(table) - names)
-        if unknown:
-            raise ConfigError(
-                f"calender.{key}.{unknown[0]}",
-                table[unknown[0]],
-                f"a species of the microstructure: {sorted(names)}",
-            )
-    # 2 gamma per material: the engine's geometric mean gives W_ab = 2 sqrt(gamma_a gamma_b) (settle).
-    w_scale = 2.0 * p.surface_energy_scale
-    mats = []
-    for s in micro.species:
-        soft = p.softening_K.get(s.name)
-        mats.append(
-            Material(
-                name=s.name,
-                density_kg_per_m3=s.density_kg_per_m3,
-                youngs_modulus_Pa=_used_modulus_Pa(s.youngs_modulus_Pa, p),
-                poisson_ratio=s.poisson_ratio,
-                restitution=p.restitution,
-                friction=p.friction,
-                rolling_friction=p.rolling_friction,
-                yield_pressure_Pa=p.yield_pressure_Pa.get(s.name),
-                softening_onset_K=float(soft[0]) if soft else None,
-                melting_K=float(soft[1]) if soft else None,
-                surface_energy_J_per_m2=w_scale * s.surface_energy_J_per_m2,
-            )
-        )
-    stiff = max(micro.species, key=lambda s: s.youngs_modulus_Pa)
-    e_tool = _used_modulus_Pa(stiff.youngs_modulus_Pa, p)
-    gamma_cc = collector_for(micro).surface_energy_J_per_m2
-    for name, mu, gamma in ((CC_MATERIAL, p.friction, gamma_cc), (ROLL_MATERIAL, p.roll_friction, 0.0)):
-        # Tools are elastic: the roll and the collector take the stiffest species' (softened) modulus.
-        mats.append(
-            Material(
-                name=name,
-                density_kg_per_m3=7800.0,
-                youngs_modulus_Pa=e_tool,
-                poisson_ratio=0.3,
-                restitution=p.restitution,
-                friction=mu,
-                surface_energy_J_per_m2=w_scale * gamma,
-            )
-        )
-    return mats
+    """Species, current collector, roll (`electrodem.process.engine_map.engine_materials`)."""
+    return engine_materials(micro, p.contact, p.shortcuts, tools=(ROLL_MATERIAL,))
 
 
 def _gravity(micro: Microstructure, p: CalenderParams) -> float:
@@ -387,8 +301,9 @@ def _gravity(micro: Microstructure, p: CalenderParams) -> float:
 
 
 def _masses(micro: Microstructure, p: CalenderParams) -> tuple[np.ndarray, np.ndarray]:
-    fines = micro.radii_m < p.fines_radius_um * 1e-6
-    return micro.masses_kg * np.where(fines, p.fines_density_scale, 1.0), fines
+    """(inertial masses (kg), fines mask)."""
+    inertial, _, fines = engine_masses(micro, p.shortcuts)
+    return inertial, fines
 
 
 def _build_sim(
@@ -400,17 +315,17 @@ def _build_sim(
     live: HoldsEngine | None = None,
 ) -> Any:
     """The pass's simulation: the route's live engine state reconfigured for the pass, or a new one."""
-    from electrodem.engine import ContactModel, Guards
+    from electrodem.engine import Guards
 
-    contact = ContactModel(normal=p.normal_model, rolling="epsd" if p.rolling_friction > 0 else "none",
-                           cohesion=p.cohesion)
+    inertial, weights, _ = engine_masses(micro, p.shortcuts)
     setup = EngineSetup(
         _materials(micro, p),
-        contact,
+        p.contact.model(),
         walls,
         (0.0, 0.0, -_gravity(micro, p)),
-        _masses(micro, p)[0],
-        rayleigh_fraction=p.rayleigh_fraction,
+        inertial,
+        gravitational_masses_kg=weights,
+        rayleigh_fraction=p.shortcuts.rayleigh_fraction,
         steps_per_contact=20.0,
         impact_speed_m_per_s=max(impact_m_per_s, 1e-9),
         guards=Guards(max_overlap_ratio=p.max_overlap_ratio,
@@ -1015,16 +930,13 @@ def calender(
         curve += [{"pass": k + 1, **r} for r in crv]
         cur = out
     _, fines = _masses(micro, params)
+    sh = params.shortcuts
     shortcuts = {
+        **shortcuts_log(sh, params.contact, fines),
         "geometry": params.geometry,
-        "modulus_scale": params.modulus_scale,
-        "modulus_cap_Pa": params.modulus_cap_Pa,
         "modulus_factor_by_species": {
-            s.name: _used_modulus_Pa(s.youngs_modulus_Pa, params) / s.youngs_modulus_Pa for s in micro.species
+            s.name: sh.modulus_Pa(s.youngs_modulus_Pa) / s.youngs_modulus_Pa for s in micro.species
         },
-        "fines_radius_um": params.fines_radius_um,
-        "fines_density_scale": params.fines_density_scale,
-        "fines_count": int(fines.sum()),
         "simulated_line_speed_m_per_s": [r["line_speed_m_per_s"] for r in rows],
         "line_speed_rule": "given"
         if params.line_speed_m_per_s is not None
@@ -1032,9 +944,6 @@ def calender(
         "relax_background_damping_per_s": [r["relax_damping_per_s"] for r in rows],
         "gravity_m_per_s2": _gravity(micro, params),
         "layer_temperature_equals_roll_temperature": True,
-        "rayleigh_fraction": params.rayleigh_fraction,
-        "cohesion": params.cohesion,
-        "surface_energy_scale": params.surface_energy_scale,
     }
     report = {
         "passes": rows,

@@ -50,15 +50,15 @@ largest pressure). The initial, loaded and final states also carry the secondary
 roughness-insensitive ``thickness_bulk_m``/``thickness_bulk_um``/``porosity_bulk`` (half-bulk
 solid-fraction rule, the settle step's ``packing_fraction`` = 1 - its initial ``porosity_bulk``).
 
-Plasticity: ``contact_normal = "thornton_ning"`` gives every species the yield (limiting contact)
-pressure of ``yield_pressure_MPa_by_species`` (else the uniform ``yield_pressure_MPa``); the current
-collector and plate stay elastic, so a particle–plate contact yields at the particle's pressure.
-These parameters stand in until the material library carries yield pressures. They are used as given
-(not scaled with ``modulus_scale``).
+Plasticity: ``contact.normal = "thornton_ning"`` gives every species the yield (limiting contact)
+pressure of the materials library, or of ``contact.yield_pressure_MPa`` where given (MPa, by species;
+`electrodem.process.engine_map`); the current collector (the foil) and the plate (tool steel) stay
+elastic, so a particle–plate contact yields at the particle's pressure. Yield pressures are used as
+given (not scaled with ``shortcuts.modulus_scale``).
 
 Shortcuts (DOMAIN.md §6), all in ``metadata['shortcuts']['compact']``: the plate speed against
 ``industrial_plate_speed_m_per_s`` (speed-up factor), mass-scaled fines, softened moduli if
-``modulus_scale``/``modulus_cap_Pa`` are set (default: the real moduli, since pressures scale with
+``shortcuts.modulus_scale``/``modulus_cap_Pa`` are set (default: the real moduli, since pressures scale with
 them), the relaxation damping. Gravity is off: the column weight is ~10^-5 of calendering pressures.
 """
 
@@ -76,10 +76,19 @@ from electrodem.analysis.contacts import lens_volume_m3
 from electrodem.config import ConfigError
 from electrodem.engine.arch import EngineOptions
 from electrodem.io.snapshot import Microstructure
+from electrodem.process.engine_map import ContactParams, ShortcutParams, engine_materials, shortcuts_log
+from electrodem.process.engine_map import masses as engine_masses
 from electrodem.process.live import EngineSetup, HoldsEngine, engine_for, release, with_engine_extras
-from electrodem.process.settle import COHESION_MODELS, ROLLING_MODELS, _materials, check_species_overrides
 
 MODES = ("displacement", "pressure")
+CONTACT: dict[str, Any] = {"normal": "hertz", "friction": 0.3, "rolling_friction": 0.0, "cohesion": "none"}
+"""The compaction's built-in overrides of the shared ``contact`` group: elastic Hertz spheres (the plate
+test of the wave-1 validation), plate-test friction, no rolling resistance, no adhesion (``jkr`` keeps
+a settled bed's adhesive contacts through the press)."""
+SHORTCUTS: dict[str, Any] = {"modulus_cap_Pa": None, "rayleigh_fraction": 0.2}
+"""The compaction's built-in overrides of the shared ``shortcuts`` group: real moduli (pressures scale
+with them)."""
+PLATE_MATERIAL = "plate"
 PLATE = 1
 """Index of the plate among the simulation's walls (0 is the current collector)."""
 
@@ -96,9 +105,12 @@ CURVE_KEYS = (
 class CompactParams:
     """Parameters of the plate compaction (SI unless the key says otherwise).
 
-    cohesion : ``none`` or ``jkr`` (JKR adhesion from the species' surface energies, as in settle): a
-        bed settled with ``jkr`` keeps its adhesive contacts through the press only with ``jkr`` here.
-    surface_energy_scale : shortcut factor on every surface energy (1 = library values), as in settle.
+    contact : the shared ``contact`` group with the step's overrides (`CONTACT`): ``normal`` ``hertz``
+        (elastic) or ``thornton_ning`` (elastic–perfectly plastic: yield pressures from the library or
+        ``yield_pressure_MPa``), ``cohesion`` ``none`` or ``jkr`` (a bed settled with ``jkr`` keeps its
+        adhesive contacts through the press only with ``jkr`` here), surface values; the plate is tool
+        steel (``tool_friction``), the collector the foil.
+    shortcuts : the shared ``shortcuts`` group with the step's overrides (`SHORTCUTS`: real moduli).
     mode : ``displacement`` (plate speed to a target gap) or ``pressure`` (servo to a target pressure).
     target_porosity : displacement mode: porosity at the end of loading (the gap follows from the
         solid volume); exactly one of it and ``target_thickness_um`` is set in that mode.
@@ -108,16 +120,6 @@ class CompactParams:
     industrial_plate_speed_m_per_s : reference speed of a real press, only to report the speed-up.
     pressure_tolerance : pressure mode: relative band around the target that counts as reached ...
     hold_checks : ... for this many consecutive records.
-    contact_normal : engine normal contact model: ``hertz`` (elastic) or ``thornton_ning`` (elastic–
-        perfectly plastic, needs yield pressures).
-    yield_pressure_MPa : thornton_ning: yield pressure of every species (MPa) not in ...
-    yield_pressure_MPa_by_species : ... {species name: yield pressure (MPa)}; a species in neither
-        keeps its material-library value (``contact_yield_pressure_MPa``).
-    friction, restitution, rolling_friction, rolling_model, species_overrides : contact surface values
-        as in settle (the plate takes the current collector's material).
-    modulus_scale, modulus_cap_Pa : shortcut: E_used = min(E x scale, cap) (default: real moduli).
-    fines_radius_um, fines_density_scale : shortcut: mass scaling of particles below that radius.
-    rayleigh_fraction : time step as a fraction of the Rayleigh time.
     record_every_steps : interval of the curve records (steps).
     max_steps : most steps of the loading stage (and of the unloading stage).
     inertial_number_max : quasi-static criterion on the inertial number.
@@ -147,19 +149,9 @@ class CompactParams:
     industrial_plate_speed_m_per_s: float = 1.0e-3
     pressure_tolerance: float = 0.03
     hold_checks: int = 5
-    contact_normal: str = "hertz"
-    yield_pressure_MPa: float | None = None
-    yield_pressure_MPa_by_species: dict[str, float] = field(default_factory=dict)
-    friction: float = 0.3
-    restitution: float = 0.3
-    rolling_friction: float = 0.0
-    rolling_model: str = "epsd"
-    species_overrides: dict[str, dict[str, float]] = field(default_factory=dict)
-    modulus_scale: float = 1.0
-    modulus_cap_Pa: float | None = None
-    fines_radius_um: float = 1.5
-    fines_density_scale: float = 100.0
-    rayleigh_fraction: float = 0.2
+    contact: ContactParams = field(default_factory=lambda: ContactParams(**CONTACT, where="compact.contact"))
+    shortcuts: ShortcutParams = field(
+        default_factory=lambda: ShortcutParams(**SHORTCUTS, where="compact.shortcuts"))
     record_every_steps: int = 200
     max_steps: int = 2_000_000
     inertial_number_max: float = 1.0e-3
@@ -171,12 +163,8 @@ class CompactParams:
     max_total_overlap_ratio: float = 1.0
     max_overlap_volume_fraction: float = 0.02
     fit_pressure_fraction: float = 0.01
-    cohesion: str = "none"
-    surface_energy_scale: float = 1.0
 
     def __post_init__(self) -> None:
-        from electrodem.engine.model import NORMAL_MODELS
-
         def req(cond: bool, key: str, allowed: str) -> None:
             if not cond:
                 raise ConfigError(f"compact.{key}", getattr(self, key), allowed)
@@ -211,26 +199,8 @@ class CompactParams:
         req(num("plate_speed_m_per_s") > 0, "plate_speed_m_per_s", "> 0 (m/s)")
         req(num("industrial_plate_speed_m_per_s") > 0, "industrial_plate_speed_m_per_s", "> 0 (m/s)")
         req(0 < num("pressure_tolerance") < 0.5, "pressure_tolerance", "in (0, 0.5)")
-        req(self.contact_normal in NORMAL_MODELS, "contact_normal", f"one of {NORMAL_MODELS}")
-        if opt("yield_pressure_MPa") is not None:
-            req(num("yield_pressure_MPa") > 0, "yield_pressure_MPa", "null or > 0 (MPa)")
-        by = self.yield_pressure_MPa_by_species
-        ok_by = isinstance(by, dict) and all(
-            isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0
-            for v in by.values()
-        )
-        req(ok_by, "yield_pressure_MPa_by_species", "a mapping species -> yield pressure > 0 (MPa)")
-        req(num("friction") >= 0, "friction", ">= 0")
-        req(0 < num("restitution") <= 1, "restitution", "in (0, 1]")
-        req(num("rolling_friction") >= 0, "rolling_friction", ">= 0")
-        req(self.rolling_model in ROLLING_MODELS, "rolling_model", f"one of {ROLLING_MODELS}")
-        check_species_overrides(self.species_overrides, "compact")
-        req(0 < num("modulus_scale") <= 1, "modulus_scale", "in (0, 1] (1 = real moduli)")
-        if opt("modulus_cap_Pa") is not None:
-            req(num("modulus_cap_Pa") > 0, "modulus_cap_Pa", "null or > 0 (Pa)")
-        req(num("fines_radius_um") >= 0, "fines_radius_um", ">= 0 (um)")
-        req(num("fines_density_scale") >= 1, "fines_density_scale", ">= 1")
-        req(0 < num("rayleigh_fraction") <= 0.5, "rayleigh_fraction", "in (0, 0.5]")
+        req(isinstance(self.contact, ContactParams), "contact", "a ContactParams")
+        req(isinstance(self.shortcuts, ShortcutParams), "shortcuts", "a ShortcutParams")
         req(0 < num("max_overlap_ratio") <= 0.5, "max_overlap_ratio", "in (0, 0.5] (overlap / radius)")
         req(num("max_overlap_ratio") <= num("max_total_overlap_ratio") <= 2.0, "max_total_overlap_ratio",
             f"in [max_overlap_ratio ({self.max_overlap_ratio}), 2] (overlap / smaller radius)")  # fmt: skip
@@ -244,8 +214,6 @@ class CompactParams:
         if opt("relax_damping_per_s") is not None:
             req(num("relax_damping_per_s") >= 0, "relax_damping_per_s", "null or >= 0 (1/s)")
         req(0 < num("relax_ke_ratio") < 1, "relax_ke_ratio", "in (0, 1)")
-        req(self.cohesion in COHESION_MODELS, "cohesion", f"one of {COHESION_MODELS}")
-        req(num("surface_energy_scale") >= 0, "surface_energy_scale", ">= 0 (1 = library values)")
 
 
 # ---------------------------------------------------------------------- forces and stresses
@@ -389,28 +357,6 @@ def _fits(load: list[dict[str, Any]], pressure_fraction: float) -> dict[str, Any
     return out
 
 
-def _with_yield_pressures(mats: list[Any], micro: Microstructure, params: CompactParams) -> list[Any]:
-    """The species materials with their Thornton–Ning yield pressures (Pa); the current collector
-    material (last) stays elastic."""
-    from dataclasses import replace
-
-    out = []
-    for m, sp in zip(mats[:-1], micro.species, strict=True):
-        mpa = params.yield_pressure_MPa_by_species.get(sp.name, params.yield_pressure_MPa)
-        if mpa is None:
-            # The material library's contact yield pressure (Species.yield_pressure_Pa).
-            if not m.yield_pressure_Pa:
-                raise ConfigError(
-                    "compact.yield_pressure_MPa_by_species",
-                    params.yield_pressure_MPa_by_species,
-                    f"a yield pressure for species {sp.name!r} (it has none in the material library), "
-                    "or compact.yield_pressure_MPa",
-                )
-            mpa = m.yield_pressure_Pa * 1e-6
-        out.append(replace(m, yield_pressure_Pa=float(mpa) * 1e6))
-    return [*out, mats[-1]]
-
-
 def compact(
     micro: Microstructure,
     params: CompactParams,
@@ -433,7 +379,7 @@ def compact(
     ``metadata['shortcuts']['compact']`` and ``fields['particle_stress_max_load_Pa']`` (largest
     principal stress at the largest load) and ``fields['particle_stress_Pa']`` (after relaxation).
     """
-    from electrodem.engine import ContactModel, Guards, Wall, init
+    from electrodem.engine import Guards, Wall, init
     from electrodem.engine.walls import hertz_stiffness_N_per_m, servo_gain_m_per_s_per_N
 
     if not isinstance(params, CompactParams):
@@ -464,36 +410,22 @@ def compact(
                                   f"between the dense thickness {h_dense * 1e6:.4g} um and the layer "
                                   f"thickness {h0 * 1e6:.4g} um")  # fmt: skip
 
-    by_species = params.yield_pressure_MPa_by_species
-    unknown = sorted(set(by_species) - {sp.name for sp in micro.species})
-    if unknown:
-        raise ConfigError(
-            f"compact.yield_pressure_MPa_by_species.{unknown[0]}",
-            by_species[unknown[0]],
-            f"a species of the microstructure: {[sp.name for sp in micro.species]}",
-        )
     init(options)
-    mats = _materials(micro, params, "compact")
-    if params.contact_normal == "thornton_ning":
-        mats = _with_yield_pressures(mats, micro, params)
-    fines = micro.radii_m < params.fines_radius_um * 1e-6
-    masses = micro.masses_kg * np.where(fines, params.fines_density_scale, 1.0)
+    c, sh = params.contact, params.shortcuts
+    mats = engine_materials(micro, c, sh, tools=(PLATE_MATERIAL,))
+    masses, weights, fines = engine_masses(micro, sh)
     v = float(params.plate_speed_m_per_s)
-    contact = ContactModel(
-        normal=params.contact_normal,
-        rolling=params.rolling_model if params.rolling_friction > 0 else "none",
-        cohesion=params.cohesion,
-    )
     floor = Wall((0.0, 0.0, 0.0), (0.0, 0.0, 1.0), "current_collector", name="current_collector")
-    plate = Wall((0.0, 0.0, h0), (0.0, 0.0, -1.0), "current_collector", mode="velocity",
+    plate = Wall((0.0, 0.0, h0), (0.0, 0.0, -1.0), PLATE_MATERIAL, mode="velocity",
                  velocity_m_per_s=(0.0, 0.0, -v), name="plate")  # fmt: skip
     setup = EngineSetup(
         mats,
-        contact,
+        c.model(),
         [floor, plate],
         (0.0, 0.0, 0.0),
         masses,
-        rayleigh_fraction=params.rayleigh_fraction,
+        gravitational_masses_kg=weights,
+        rayleigh_fraction=sh.rayleigh_fraction,
         impact_speed_m_per_s=v,
         guards=Guards(max_overlap_ratio=float(params.max_overlap_ratio),
                       max_total_overlap_ratio=float(params.max_total_overlap_ratio)),  # fmt: skip
@@ -513,17 +445,10 @@ def compact(
         "plate_speed_m_per_s": v,
         "industrial_plate_speed_m_per_s": params.industrial_plate_speed_m_per_s,
         "plate_speed_up_factor": v / params.industrial_plate_speed_m_per_s,
-        "fines_radius_um": params.fines_radius_um,
-        "fines_density_scale": params.fines_density_scale,
-        "fines_count": int(fines.sum()),
-        "modulus_scale": params.modulus_scale,
-        "modulus_cap_Pa": params.modulus_cap_Pa,
+        **shortcuts_log(sh, c, fines),
         "relax_background_damping_per_s": float(c_relax),
         "gravity": "off",
         "dt_s": float(dt),
-        "rayleigh_fraction": params.rayleigh_fraction,
-        "cohesion": params.cohesion,
-        "surface_energy_scale": params.surface_energy_scale,
     }
     sim.scalings.update(shortcuts)
     curve: list[dict[str, Any]] = [_record(sim, bed, "load")]
@@ -546,7 +471,7 @@ def compact(
         sim.set_wall(PLATE, mode="fixed")
     else:
         f_target = float(params.target_pressure_MPa) * 1e6 * area
-        st_e = sim.materials.pair_table(contact)[:, :, 0]
+        st_e = sim.materials.pair_table(c.model())[:, :, 0]
         n_top = max(1, int(area / (math.pi * r_mean**2)))
         k_est = hertz_stiffness_N_per_m(f_target, float(st_e.max()), r_mean, n_top)
         gain = servo_gain_m_per_s_per_N(k_est, dt, math.sqrt(float(masses.sum()) / k_est))
@@ -613,10 +538,10 @@ def compact(
     i_worst = max(qs) if qs else math.inf
     report: dict[str, Any] = {
         "mode": params.mode,
-        "contact_normal": params.contact_normal,
+        "contact_normal": c.normal,
         "yield_pressure_MPa_by_species": {
-            m.name: (m.yield_pressure_Pa or 0.0) * 1e-6 for m in mats[:-1]
-        } if params.contact_normal == "thornton_ning" else None,
+            m.name: (m.yield_pressure_Pa or 0.0) * 1e-6 for m in mats[: len(micro.species)]
+        } if c.normal == "thornton_ning" else None,
         "initial": {"thickness_m": h0, "thickness_um": h0 * 1e6, "porosity": eps0,
                     **_bulk_keys(layer0)},
         "target_thickness_m": h_target,

@@ -37,8 +37,9 @@ class HoldsEngine(Protocol):
 
 @dataclass
 class EngineSetup:
-    """What a step needs from the engine (SI). ``masses_kg`` follows the snapshot's particle order and
-    carries the step's mass shortcuts (fines density scaling)."""
+    """What a step needs from the engine (SI). ``masses_kg`` (inertial) follows the snapshot's particle
+    order and carries the step's mass shortcuts (fines mass scaling); ``gravitational_masses_kg`` is what
+    gravity acts on (None: the inertial masses; `electrodem.process.engine_map.masses` gives both)."""
 
     materials: list[Any]
     contact: Any
@@ -53,6 +54,7 @@ class EngineSetup:
     temperature_K: float = 293.15
     box_m: tuple[float, float, float] | None = None
     shortcuts: dict[str, Any] = field(default_factory=dict)
+    gravitational_masses_kg: np.ndarray | None = None
 
 
 def engine_for(holder: HoldsEngine | None, micro: Microstructure, setup: EngineSetup, options: Any) -> Any:
@@ -86,13 +88,15 @@ def engine_for(holder: HoldsEngine | None, micro: Microstructure, setup: EngineS
             record_wall_forces=True,
         )
         sim.add_particles(micro.positions_m, micro.radii_m, micro.species_id.astype(int),
-                          masses_kg=setup.masses_kg, velocities_m_per_s=micro.velocities_m_per_s)
+                          masses_kg=setup.masses_kg, velocities_m_per_s=micro.velocities_m_per_s,
+                          gravitational_masses_kg=setup.gravitational_masses_kg)
     else:
         # Materials first (the walls in place keep theirs by name), then the new walls, then the model.
         sim.set_materials(setup.materials)
         sim.set_walls(setup.walls)
         sim.set_contact(setup.contact)
-        sim.set_masses(sim.ids, setup.masses_kg)
+        gm = setup.masses_kg if setup.gravitational_masses_kg is None else setup.gravitational_masses_kg
+        sim.set_masses(sim.ids, setup.masses_kg, gm)
         sim.set_gravity(setup.gravity_m_per_s2)
         sim.set_background_damping(setup.background_damping_per_s)
         sim.set_guards(setup.guards or Guards())

@@ -41,6 +41,9 @@ class RunInputs:
     rve: Any
     """`electrodem.materials.formulation.RVESpec`."""
     seed: int
+    shared: Mapping[str, Any] = field(default_factory=dict)
+    """The run's shared config groups every engine step draws on (``contact``, ``shortcuts``: see
+    `electrodem.process.engine_map`), as mappings."""
 
     @property
     def species(self) -> list[str]:

@@ -28,13 +28,17 @@ logged shortcuts (DOMAIN.md §6), each a field of `SettleParams`, all written to
   the bed ends at is ``settling_gravity_m_per_s2`` in the report. The estimate is meant as an upper
   bound: measured overlaps lie from about equal to it (fines wedged between AM particles) to 6x below
   it (AM resting on a carpet of fines); the measured overlap, not the estimate, sets the final gravity.
-* **Mass-scaled fines** (``fines_density_scale`` for radii below ``fines_radius_um``): their
-  density, hence mass and weight, is multiplied, so they fall at the same acceleration and their
-  contact oscillation (the time step) slows by sqrt(scale). Their weight is not negligible: it counts
-  in P above, so g' is lowered accordingly (with CB/binder at ~4 wt%, a scale of 100 makes the fines
-  ~4x heavier than the AM; the gain in dt still outweighs that up to a scale of a few hundred, where
-  the smallest AM particle takes over the time step). The fraction of the weight the scaled fines
-  carry is reported (``fines_weight_fraction_scaled``).
+* **Mass-scaled fines** (``shortcuts.fines_density_scale`` for radii below ``fines_radius_um``;
+  `electrodem.process.engine_map`): their inertia is multiplied, so that their contact oscillation (the
+  time step) slows by sqrt(scale). The settle is a dynamic fall, and here the fines' weight is scaled
+  with their inertia (the settle's own ``shortcuts.fines_weight: scaled``): they fall at g with the AM.
+  With their real weight and scaled inertia they fall at g / scale: measured on the 840-particle bed of
+  tests/engine/test_settle.py, no convergence in 120k steps; and a bed settled with scaled weights
+  and then given the real ones back springs its fines off their contacts (27 % of the particles left
+  touching nothing, hopping in slow motion at g / scale). So the settled bed carries fines that weigh
+  scale x their real weight (counted in P above, g' lowered accordingly; ``fines_weight_fraction``
+  reports their share of the weight). The steps after it (compaction, calendering, shear) and the
+  wet route's casting act with the real weight (``fines_weight: real``, the shared default).
 * **Background damping** -c m v (``damping_ratio``): c = 2 damping_ratio / t_fall with
   t_fall = sqrt(2 H0 / g_fall) the free-fall time of the top of the loose bed; damping_ratio = 0.5
   damps the fall lightly (the bed collapses in about 1.5 fall times) and brings the collapsed bed to
@@ -86,16 +90,23 @@ import numpy as np
 from electrodem.analysis.composition import bed_profile as bed_profile  # re-export: tests/benchmarks use it
 from electrodem.analysis.composition import bulk_top_m, layer_thickness, porosity_below
 from electrodem.config import ConfigError
-from electrodem.config.errors import is_number, unknown_key
 from electrodem.engine.arch import EngineOptions
 from electrodem.io.snapshot import Microstructure
-from electrodem.materials.collector import COLLECTORS, CollectorFoil
+from electrodem.process.engine_map import (
+    ContactParams,
+    ShortcutParams,
+    collector_for,
+    engine_materials,
+    shortcuts_log,
+)
+from electrodem.process.engine_map import masses as engine_masses
 from electrodem.process.live import EngineSetup, HoldsEngine, engine_for, release, with_engine_extras
 
-ROLLING_MODELS = ("none", "constant", "epsd")
-COHESION_MODELS = ("none", "jkr")
-COLLECTOR_CHOICES = ("auto", "aluminium", "copper")
-_OVERRIDE_KEYS = ("friction", "restitution", "rolling_friction")
+CONTACT: dict[str, Any] = {}
+"""The settle's built-in overrides of the shared ``contact`` group (none: it is the reference)."""
+SHORTCUTS: dict[str, Any] = {"rayleigh_fraction": 0.35, "fines_weight": "scaled"}
+"""The settle's built-in overrides of the shared ``shortcuts`` group (see the module docstring: a
+larger time step; the fines fall with the weight of their scaled inertia)."""
 MAX_GRAVITY_STEPS = 5
 """Most times the settling gravity is lowered after the fall (each one a relaxation at rest)."""
 SUPPORTING_CONTACTS = 3.0
@@ -110,25 +121,20 @@ class SettleError(RuntimeError):
 class SettleParams:
     """Parameters of the settling step (SI unless the key says otherwise).
 
-    friction : Coulomb friction coefficient of particle–particle and particle–CC contacts.
-    restitution : coefficient of restitution in (0, 1].
-    rolling_friction : rolling-resistance coefficient mu_r (torque mu_r R* F_n); 0 disables it.
-    rolling_model : ``epsd`` (elastic–plastic spring-dashpot), ``constant`` or ``none``.
-    species_overrides : {species name: {friction|restitution|rolling_friction: value}}.
+    contact : the shared ``contact`` group with the step's overrides (`electrodem.process.engine_map`):
+        contact sub-models, surface values, cohesion (``jkr``: pair work of adhesion
+        W = 2 sqrt(gamma_a gamma_b) from the species' surface energies), current collector.
+    shortcuts : the shared ``shortcuts`` group with the step's overrides: moduli softening, fines mass
+        scaling, ``gravity_scale`` (a factor on gravity, one gravity throughout, or ``auto``: fall at the
+        gravity of ``fall_overlap_target``, end at rest with the measured overlap <= ``overlap_target``;
+        see module doc), ``rayleigh_fraction``.
     gravity_m_per_s2 : magnitude of real gravity (along -z).
-    gravity_scale : shortcut factor on gravity (one gravity throughout), or ``auto``: fall at the
-        gravity of ``fall_overlap_target``, end at rest with the measured overlap <= ``overlap_target``
-        (see module doc).
     overlap_target : largest static overlap / radius wanted at the end (measured; with a numeric
-        gravity_scale only reported against).
+        shortcuts.gravity_scale only reported against).
     fall_overlap_target : estimated overlap / radius at the fall gravity (auto gravity only); null
         falls at the estimate-based gravity of ``overlap_target``.
     load_safety_factor : factor (>= 1) on the estimated column load per contact (force chains carry
         more than the mean).
-    modulus_scale : shortcut factor on every Young's modulus (softened contacts).
-    modulus_cap_Pa : shortcut: no species is stiffer than this after scaling (Pa); ``None`` = no cap.
-    fines_radius_um : particles with a radius below this (um) count as fines.
-    fines_density_scale : shortcut factor on the density (mass and weight) of the fines (1 = real).
     damping_ratio : background damping c = 2 damping_ratio / t_fall (1/s), t_fall = sqrt(2 H0 / g_fall).
     background_damping_per_s : explicit background damping rate (1/s); ``None`` uses damping_ratio.
     ke_threshold_ratio : at rest when the kinetic energy < ratio x sum(m g d) ...
@@ -138,32 +144,19 @@ class SettleParams:
         bed's weight per area (momentum balance of the whole bed).
     max_steps : give up (converged = False in the report) after this many steps.
     check_every_steps : how often convergence is tested (steps).
-    rayleigh_fraction : time step as a fraction of the Rayleigh time of the softened, scaled particles.
     steps_per_contact : time steps per Hertz collision at the settling impact speed (the other
         time-step criterion; the smaller dt wins).
     max_overlap_ratio : allowed max overlap / smaller radius at the end (checked, else `SettleError`);
         with ``jkr`` the zero-load adhesive overlap of the pair is allowed on top of it.
-    cohesion : ``jkr`` (JKR adhesion, pair work of adhesion W = 2 sqrt(gamma_a gamma_b) from the
-        species' surface energies) or ``none``.
-    surface_energy_scale : shortcut factor on every surface energy (1 = library values).
-    current_collector : ``aluminium``, ``copper`` or ``auto`` (copper under a graphite AM, else
-        aluminium: cathodes and Na-ion anodes sit on Al foil).
     """
 
-    friction: float = 0.5
-    restitution: float = 0.3
-    rolling_friction: float = 0.05
-    rolling_model: str = "epsd"
-    species_overrides: dict[str, dict[str, float]] = field(default_factory=dict)
+    contact: ContactParams = field(default_factory=lambda: ContactParams(**CONTACT, where="settle.contact"))
+    shortcuts: ShortcutParams = field(
+        default_factory=lambda: ShortcutParams(**SHORTCUTS, where="settle.shortcuts"))
     gravity_m_per_s2: float = 9.81
-    gravity_scale: float | str = "auto"
     overlap_target: float = 0.005
     fall_overlap_target: float | None = 0.015
     load_safety_factor: float = 1.5
-    modulus_scale: float = 1.0
-    modulus_cap_Pa: float | None = 1.0e9
-    fines_radius_um: float = 1.5
-    fines_density_scale: float = 100.0
     damping_ratio: float = 0.5
     background_damping_per_s: float | None = None
     ke_threshold_ratio: float = 1e-4
@@ -172,12 +165,8 @@ class SettleParams:
     load_balance_tolerance: float = 0.02
     max_steps: int = 400_000
     check_every_steps: int = 500
-    rayleigh_fraction: float = 0.35
     steps_per_contact: float = 5.0
     max_overlap_ratio: float = 0.01
-    cohesion: str = "none"
-    surface_energy_scale: float = 1.0
-    current_collector: str = "auto"
 
     def __post_init__(self) -> None:
         def req(cond: bool, key: str, allowed: str) -> None:
@@ -190,24 +179,13 @@ class SettleParams:
                 raise ConfigError(f"settle.{key}", v, "a finite number")
             return float(v)
 
-        req(num("friction") >= 0, "friction", ">= 0")
-        req(0 < num("restitution") <= 1, "restitution", "in (0, 1]")
-        req(num("rolling_friction") >= 0, "rolling_friction", ">= 0")
-        req(self.rolling_model in ROLLING_MODELS, "rolling_model", f"one of {ROLLING_MODELS}")
+        req(isinstance(self.contact, ContactParams), "contact", "a ContactParams")
+        req(isinstance(self.shortcuts, ShortcutParams), "shortcuts", "a ShortcutParams")
         req(num("gravity_m_per_s2") > 0, "gravity_m_per_s2", "> 0 (m/s^2)")
-        if self.gravity_scale != "auto":
-            v = self.gravity_scale
-            ok = not isinstance(v, bool) and isinstance(v, (int, float)) and math.isfinite(v) and v > 0
-            req(ok, "gravity_scale", "'auto' or a number > 0")
         req(0 < num("overlap_target") <= 0.01, "overlap_target", "in (0, 0.01] (fraction of the radius)")
         if self.fall_overlap_target is not None:
             req(0 < num("fall_overlap_target") <= 0.1, "fall_overlap_target", "null or in (0, 0.1]")
         req(num("load_safety_factor") >= 1, "load_safety_factor", ">= 1")
-        req(0 < num("modulus_scale") <= 1, "modulus_scale", "in (0, 1] (1 = real moduli)")
-        if self.modulus_cap_Pa is not None:
-            req(num("modulus_cap_Pa") > 0, "modulus_cap_Pa", "null or > 0 (Pa)")
-        req(num("fines_radius_um") >= 0, "fines_radius_um", ">= 0 (um)")
-        req(num("fines_density_scale") >= 1, "fines_density_scale", ">= 1")
         req(num("damping_ratio") > 0, "damping_ratio", "> 0")
         if self.background_damping_per_s is not None:
             req(num("background_damping_per_s") >= 0, "background_damping_per_s", "null or >= 0 (1/s)")
@@ -218,109 +196,8 @@ class SettleParams:
         for key in ("max_steps", "check_every_steps"):
             v = getattr(self, key)
             req(isinstance(v, int) and not isinstance(v, bool) and v >= 1, key, "an integer >= 1")
-        req(0 < num("rayleigh_fraction") <= 0.5, "rayleigh_fraction", "in (0, 0.5]")
         req(num("steps_per_contact") >= 5, "steps_per_contact", ">= 5")
         req(0 < num("max_overlap_ratio") < 0.2, "max_overlap_ratio", "in (0, 0.2)")
-        req(self.cohesion in COHESION_MODELS, "cohesion", f"one of {COHESION_MODELS}")
-        req(num("surface_energy_scale") >= 0, "surface_energy_scale", ">= 0 (1 = library values)")
-        req(self.current_collector in COLLECTOR_CHOICES, "current_collector", f"one of {COLLECTOR_CHOICES}")
-        check_species_overrides(self.species_overrides, "settle")
-
-
-def check_species_overrides(overrides: Any, prefix: str) -> None:
-    """Refuse a ``species_overrides`` mapping {species: {friction|restitution|rolling_friction: value}}
-    whose shape, keys or values are invalid (restitution in (0, 1], the others >= 0, all finite);
-    ``prefix`` is the config group named in the error. Species names are checked against the
-    formulation by the app (`electrodem.app.schema`), against the microstructure by `_materials`."""
-    if not isinstance(overrides, dict):
-        raise ConfigError(f"{prefix}.species_overrides", overrides, "a mapping species -> {key: value}")
-    for name, ov in overrides.items():
-        if not isinstance(ov, dict):
-            raise ConfigError(
-                f"{prefix}.species_overrides.{name}", ov, f"a mapping with keys among {_OVERRIDE_KEYS}"
-            )
-        for k, v in ov.items():
-            if k not in _OVERRIDE_KEYS:
-                raise unknown_key(f"{prefix}.species_overrides.{name}.{k}", v, _OVERRIDE_KEYS)
-            ok = is_number(v) and (0 < v <= 1 if k == "restitution" else v >= 0)
-            if not ok:
-                raise ConfigError(
-                    f"{prefix}.species_overrides.{name}.{k}",
-                    v,
-                    "in (0, 1]" if k == "restitution" else ">= 0",
-                )
-
-
-def used_modulus_Pa(youngs_modulus_Pa: float, p: Any) -> float:
-    """Softened Young's modulus (Pa) of a species during settling."""
-    e = youngs_modulus_Pa * p.modulus_scale
-    return min(e, p.modulus_cap_Pa) if p.modulus_cap_Pa is not None else e
-
-
-def _materials(micro: Microstructure, p: Any, prefix: str = "settle") -> list[Any]:
-    """Engine materials of ``micro``'s species plus a ``current_collector`` material (last), with the
-    softened moduli and surface values of ``p`` (any step's parameters with the fields friction,
-    restitution, rolling_friction, species_overrides, modulus_scale, modulus_cap_Pa); ``prefix`` names
-    the config group in errors. Shared by the settle and compact steps."""
-    from electrodem.engine import Material
-
-    unknown = sorted(set(p.species_overrides) - {s.name for s in micro.species})
-    if unknown:
-        raise ConfigError(
-            f"{prefix}.species_overrides.{unknown[0]}",
-            p.species_overrides[unknown[0]],
-            f"a species of the microstructure: {[s.name for s in micro.species]}",
-        )
-    # The engine mixes W by geometric mean: 2 gamma per material gives W_ab = 2 sqrt(gamma_a gamma_b)
-    # (Dupre for a like pair, Girifalco-Good/Berthelot for unlike dispersive surfaces).
-    w_scale = 2.0 * float(getattr(p, "surface_energy_scale", 1.0))
-    mats = []
-    for s in micro.species:
-        ov = p.species_overrides.get(s.name, {})
-        mats.append(
-            Material(
-                name=s.name,
-                density_kg_per_m3=s.density_kg_per_m3,
-                youngs_modulus_Pa=used_modulus_Pa(s.youngs_modulus_Pa, p),
-                poisson_ratio=s.poisson_ratio,
-                restitution=ov.get("restitution", p.restitution),
-                friction=ov.get("friction", p.friction),
-                rolling_friction=ov.get("rolling_friction", p.rolling_friction),
-                yield_pressure_Pa=s.yield_pressure_Pa or None,
-                softening_onset_K=s.softening_onset_K,
-                melting_K=s.melting_K,
-                surface_energy_J_per_m2=w_scale * s.surface_energy_J_per_m2,
-            )
-        )
-    # A step without a ``current_collector`` choice (compaction) keeps the former rule for the foil's
-    # elasticity, the stiffest species' (softened) modulus; the foil's surface energy applies either way.
-    choice = getattr(p, "current_collector", None)
-    cc = collector_for(micro, choice or "auto")
-    elastic = cc if choice else max(micro.species, key=lambda s: s.youngs_modulus_Pa)
-    mats.append(
-        Material(
-            name="current_collector",
-            density_kg_per_m3=elastic.density_kg_per_m3,
-            youngs_modulus_Pa=used_modulus_Pa(elastic.youngs_modulus_Pa, p),
-            poisson_ratio=elastic.poisson_ratio,
-            restitution=p.restitution,
-            friction=p.friction,
-            rolling_friction=p.rolling_friction,
-            surface_energy_J_per_m2=w_scale * cc.surface_energy_J_per_m2,
-        )
-    )
-    return mats
-
-
-def collector_for(micro: Microstructure, choice: str = "auto") -> CollectorFoil:
-    """The current-collector foil of ``micro``: ``aluminium``, ``copper`` or ``auto`` (copper under a
-    graphite active material, aluminium otherwise)."""
-    if choice == "auto":
-        graphite = any(s.role == "AM" and "graphite" in s.name for s in micro.species)
-        choice = "copper" if graphite else "aluminium"
-    if choice not in COLLECTORS:
-        raise ConfigError("settle.current_collector", choice, f"one of {COLLECTOR_CHOICES}")
-    return COLLECTORS[choice]
 
 
 def _e_star_Pa(a: Any, b: Any) -> float:
@@ -416,7 +293,7 @@ def settle(
     snapshot gets ``metadata['settle']`` (report, parameters, engine description),
     ``metadata['top_z_m']`` (the gauge thickness) and ``metadata['shortcuts']['settle']``.
     """
-    from electrodem.engine import ContactModel, SimulationError, Wall, init
+    from electrodem.engine import SimulationError, Wall, init
 
     if not isinstance(params, SettleParams):
         raise ConfigError("settle", type(params).__name__, "a SettleParams")
@@ -431,25 +308,25 @@ def settle(
             "settle.microstructure.positions_m", "z - r < 0", "every particle above the CC (z >= r)"
         )
     init(options)
-    mats = _materials(micro, params)
-    fines = micro.radii_m < params.fines_radius_um * 1e-6
-    masses = micro.volumes_m3 * micro.densities_kg_per_m3 * np.where(fines, params.fines_density_scale, 1.0)
+    c, sh = params.contact, params.shortcuts
+    mats = engine_materials(micro, c, sh)
+    masses, weights, fines = engine_masses(micro, sh)
     area = float(micro.box_m[0] * micro.box_m[1])
     sid = micro.species_id.astype(int)
 
     def estimate(g_m_per_s2: float) -> tuple[float, dict[str, Any]]:
         return column_overlap_estimate(
-            micro.radii_m, sid, masses, area, mats, g_m_per_s2, params.load_safety_factor
+            micro.radii_m, sid, weights, area, mats, g_m_per_s2, params.load_safety_factor
         )
 
     # The estimated overlap grows as g^(2/3): invert it from its value at 1 m/s^2.
     ratio_1, _ = estimate(1.0)
-    if params.gravity_scale == "auto":
+    if sh.gravity_scale == "auto":
         g = (params.overlap_target / ratio_1) ** 1.5
     else:
-        g = params.gravity_m_per_s2 * float(params.gravity_scale)
+        g = params.gravity_m_per_s2 * float(sh.gravity_scale)
     g_fall = g
-    if params.fall_overlap_target is not None and params.gravity_scale == "auto":
+    if params.fall_overlap_target is not None and sh.gravity_scale == "auto":
         g_fall = max(g, (params.fall_overlap_target / ratio_1) ** 1.5)
     est_ratio, est = estimate(g)
     h0 = float(np.max(micro.positions_m[:, 2] + micro.radii_m))
@@ -460,25 +337,24 @@ def settle(
     impact = math.sqrt(2.0 * g_fall * h0)
     if damping > 0:
         impact = min(impact, g_fall / damping)
-    contact = ContactModel(
-        rolling=params.rolling_model if params.rolling_friction > 0 else "none", cohesion=params.cohesion
-    )
-    adhesive = jkr_overlap_estimate(micro.radii_m, sid, mats) if params.cohesion == "jkr" else 0.0
+    adhesive = jkr_overlap_estimate(micro.radii_m, sid, mats) if c.cohesion == "jkr" else 0.0
     setup = EngineSetup(
         mats,
-        contact,
+        c.model(),
         [Wall((0.0, 0.0, 0.0), (0.0, 0.0, 1.0), "current_collector", name="current_collector")],
         (0.0, 0.0, -g_fall),
         masses,
-        rayleigh_fraction=params.rayleigh_fraction,
+        rayleigh_fraction=sh.rayleigh_fraction,
         steps_per_contact=params.steps_per_contact,
         impact_speed_m_per_s=impact,
         background_damping_per_s=damping,
+        gravitational_masses_kg=weights,
     )
     sim = engine_for(live, micro, setup, options)
-    weight_fines = float(masses[fines].sum() / masses.sum())
+    weight_fines = float(weights[fines].sum() / weights.sum())
     shortcuts: dict[str, Any] = {
-        "gravity_auto": params.gravity_scale == "auto",
+        **shortcuts_log(sh, c, fines),
+        "gravity_auto": sh.gravity_scale == "auto",
         "gravity_for_overlap_target_m_per_s2": g,
         "fall_gravity_m_per_s2": g_fall,
         "overlap_target": params.overlap_target,
@@ -487,23 +363,15 @@ def settle(
         "estimated_max_overlap_ratio": est_ratio,
         "estimated_column_pressure_Pa": est["pressure_Pa"],
         "estimated_contact_force_N": est["force_N"],
-        "modulus_scale": params.modulus_scale,
-        "modulus_cap_Pa": params.modulus_cap_Pa,
         "modulus_factor_by_species": {
-            s.name: used_modulus_Pa(s.youngs_modulus_Pa, params) / s.youngs_modulus_Pa for s in micro.species
+            s.name: sh.modulus_Pa(s.youngs_modulus_Pa) / s.youngs_modulus_Pa for s in micro.species
         },
-        "fines_radius_um": params.fines_radius_um,
-        "fines_density_scale": params.fines_density_scale,
-        "fines_count": int(fines.sum()),
-        "fines_weight_fraction_scaled": weight_fines,
+        "fines_weight_fraction": weight_fines,
         "background_damping_per_s": damping,
         "damping_ratio": params.damping_ratio if params.background_damping_per_s is None else None,
-        "rayleigh_fraction": params.rayleigh_fraction,
         "steps_per_contact": params.steps_per_contact,
-        "cohesion": params.cohesion,
-        "surface_energy_scale": params.surface_energy_scale,
         "adhesive_overlap_ratio_estimate": adhesive,
-        "current_collector": collector_for(micro, params.current_collector).name,
+        "current_collector": collector_for(micro, c.current_collector).name,
     }
     sim.scalings.update(shortcuts)
 
@@ -515,19 +383,19 @@ def settle(
         gravity, the two ratios without the ``n_free`` most energetic particles."""
         st = s.state()
         gz = float(-s.gravity[2])
-        lift = masses * gz * 2.0 * micro.radii_m
+        lift = weights * gz * 2.0 * micro.radii_m
         v, w = st["velocities_m_per_s"], st["angular_velocities_rad_per_s"]
         ke = 0.5 * masses * np.einsum("ij,ij->i", v, v) + 0.5 * inertia * np.einsum("ij,ij->i", w, w)
         keep = np.argsort(ke)[: micro.n - n_free]
         f_static = st["forces_N"] + damping * masses[:, None] * v
-        scale = masses[keep] * gz
-        if params.cohesion != "none":
-            # Adhesive contacts carry forces far above a fine's (scaled) weight (Bond number >> 1):
-            # relative to the weight alone, the residual jitter of those forces never looks balanced.
+        scale = weights[keep] * gz
+        if c.cohesion != "none":
+            # Adhesive contacts carry forces far above a fine's weight (Bond number >> 1): relative
+            # to the weight alone, the residual jitter of those forces never looks balanced.
             # The usual DEM measure compares with the contact forces a particle carries.
-            c = s.contact_arrays()
-            fn = np.abs(c["normal_force_N"])
-            carried = np.bincount(c["i"], fn, micro.n) + np.bincount(c["j"], fn, micro.n)
+            ca = s.contact_arrays()
+            fn = np.abs(ca["normal_force_N"])
+            carried = np.bincount(ca["i"], fn, micro.n) + np.bincount(ca["j"], fn, micro.n)
             scale = scale + carried[keep]
         unb = float(np.mean(np.linalg.norm(f_static[keep], axis=1)) / np.mean(scale))
         moving = int(np.count_nonzero(ke > params.ke_threshold_ratio * lift))
@@ -535,7 +403,7 @@ def settle(
 
     def load_balance(s: Any) -> tuple[float, float]:
         """(collector pressure, weight per area) in Pa at the current gravity."""
-        weight = float(masses.sum()) * float(-s.gravity[2]) / area
+        weight = float(weights.sum()) * float(-s.gravity[2]) / area
         return float(s.wall_state()[0]["pressure_Pa"]), weight
 
     t_min = [t_fall]
@@ -638,7 +506,7 @@ def settle(
             f"max overlap / radius = {report['max_overlap_ratio']:.3g} exceeds settle.max_overlap_ratio = "
             f"{params.max_overlap_ratio} + the adhesive overlap {adhesive:.3g} (the column-load estimate "
             f"gave {est_ratio:.3g}): lower "
-            f"settle.overlap_target (now {params.overlap_target}) or settle.gravity_scale, or raise "
+            f"settle.overlap_target (now {params.overlap_target}) or shortcuts.gravity_scale, or raise "
             f"settle.load_safety_factor (now {params.load_safety_factor})"
         )
     # The engine keeps particle order, so ids and species carry over as they are.

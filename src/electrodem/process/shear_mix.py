@@ -35,7 +35,14 @@ from scipy.spatial import cKDTree
 from electrodem.config import ConfigError
 from electrodem.engine.arch import EngineOptions
 from electrodem.io.snapshot import Microstructure
-from electrodem.process.settle import ROLLING_MODELS, _materials, check_species_overrides
+from electrodem.process.engine_map import ContactParams, ShortcutParams, engine_materials, shortcuts_log
+from electrodem.process.engine_map import masses as engine_masses
+
+CONTACT: dict[str, Any] = {"rolling_friction": 0.0, "cohesion": "none"}
+"""The shear cell's built-in overrides of the shared ``contact`` group: dry frictional spheres (the
+mu(I) rheology of the wave-1 validation), no rolling resistance, no adhesion."""
+SHORTCUTS: dict[str, Any] = {"rayleigh_fraction": 0.2}
+"""The shear cell's built-in overrides of the shared ``shortcuts`` group."""
 
 
 @dataclass
@@ -49,11 +56,8 @@ class ShearParams:
     affine_start : impose the streaming velocity profile before shearing (else the flow develops).
     max_image_overlap_ratio : largest overlap / smaller radius allowed between particles that meet
         across the new z-periodic face (0: none, as placement guarantees).
-    friction, restitution, rolling_friction, rolling_model, species_overrides : contact surface values
-        (as in settle).
-    modulus_scale, modulus_cap_Pa : shortcut: E_used = min(E x scale, cap).
-    fines_radius_um, fines_density_scale : shortcut: mass scaling of particles below that radius (um).
-    rayleigh_fraction : time step as a fraction of the Rayleigh time.
+    contact : the shared ``contact`` group with the step's overrides (`CONTACT`).
+    shortcuts : the shared ``shortcuts`` group with the step's overrides (`SHORTCUTS`).
     """
 
     shear_rate_per_s: float = 1.0e4
@@ -62,16 +66,9 @@ class ShearParams:
     industrial_shear_rate_per_s: float = 1.0e2
     affine_start: bool = True
     max_image_overlap_ratio: float = 0.0
-    friction: float = 0.5
-    restitution: float = 0.3
-    rolling_friction: float = 0.0
-    rolling_model: str = "epsd"
-    species_overrides: dict[str, dict[str, float]] = field(default_factory=dict)
-    modulus_scale: float = 1.0
-    modulus_cap_Pa: float | None = 1.0e9
-    fines_radius_um: float = 1.5
-    fines_density_scale: float = 100.0
-    rayleigh_fraction: float = 0.2
+    contact: ContactParams = field(default_factory=lambda: ContactParams(**CONTACT, where="shear.contact"))
+    shortcuts: ShortcutParams = field(
+        default_factory=lambda: ShortcutParams(**SHORTCUTS, where="shear.shortcuts"))
 
     def __post_init__(self) -> None:
         def req(cond: bool, key: str, allowed: str) -> None:
@@ -97,17 +94,8 @@ class ShearParams:
         req(num("industrial_shear_rate_per_s") > 0.0, "industrial_shear_rate_per_s", "> 0 (1/s)")
         req(isinstance(self.affine_start, bool), "affine_start", "true or false")
         req(num("max_image_overlap_ratio") >= 0.0, "max_image_overlap_ratio", ">= 0")
-        req(num("friction") >= 0.0, "friction", ">= 0")
-        req(0.0 < num("restitution") <= 1.0, "restitution", "in (0, 1]")
-        req(num("rolling_friction") >= 0.0, "rolling_friction", ">= 0")
-        req(self.rolling_model in ROLLING_MODELS, "rolling_model", f"one of {ROLLING_MODELS}")
-        check_species_overrides(self.species_overrides, "shear")
-        req(num("modulus_scale") > 0.0, "modulus_scale", "> 0")
-        if self.modulus_cap_Pa is not None:
-            req(num("modulus_cap_Pa") > 0.0, "modulus_cap_Pa", "null or > 0 (Pa)")
-        req(num("fines_radius_um") >= 0.0, "fines_radius_um", ">= 0 (um)")
-        req(num("fines_density_scale") >= 1.0, "fines_density_scale", ">= 1")
-        req(0.0 < num("rayleigh_fraction") <= 1.0, "rayleigh_fraction", "in (0, 1]")
+        req(isinstance(self.contact, ContactParams), "contact", "a ContactParams")
+        req(isinstance(self.shortcuts, ShortcutParams), "shortcuts", "a ShortcutParams")
 
 
 def image_overlaps(micro: Microstructure, box_m: np.ndarray) -> np.ndarray:
@@ -178,7 +166,7 @@ def shear_mix(
     periodic on x, y and z, carries the contacts at the end, ``metadata['shear']`` (report and
     parameters) and ``metadata['shortcuts']['shear']``. With ``csv_path`` the series is written as CSV.
     """
-    from electrodem.engine import ContactModel, Guards, Simulation, init
+    from electrodem.engine import Guards, Simulation, init
     from electrodem.engine.shear import SERIES, impose_affine_velocity, run_shear_cell
 
     if not isinstance(params, ShearParams):
@@ -198,18 +186,17 @@ def shear_mix(
                           f"(the placed bed does not fit its z-periodic image)")  # fmt: skip
 
     init(options)
-    mats = _materials(micro, params, "shear")[:-1]  # no current collector in a fully periodic box
-    fines = micro.radii_m < params.fines_radius_um * 1e-6
-    masses = micro.masses_kg * np.where(fines, params.fines_density_scale, 1.0)
+    c, sh = params.contact, params.shortcuts
+    mats = engine_materials(micro, c, sh)[:-1]  # no current collector in a fully periodic box
+    masses, weights, fines = engine_masses(micro, sh)
     rate = float(params.shear_rate_per_s)
-    contact = ContactModel(rolling=params.rolling_model if params.rolling_friction > 0 else "none")
     sim = Simulation(
         mats,
         box_m=box,
         periodic=(True, True, True),
-        contact=contact,
+        contact=c.model(),
         gravity_m_per_s2=(0.0, 0.0, 0.0),
-        rayleigh_fraction=params.rayleigh_fraction,
+        rayleigh_fraction=sh.rayleigh_fraction,
         impact_speed_m_per_s=abs(rate) * float(box[2]),
         guards=Guards(),
         options=options,
@@ -217,18 +204,14 @@ def shear_mix(
     )
     try:
         sim.add_particles(np.mod(micro.positions_m, box), micro.radii_m, micro.species_id.astype(int),
-                          masses_kg=masses)  # fmt: skip
+                          masses_kg=masses, gravitational_masses_kg=weights)  # fmt: skip
         if params.affine_start:
             impose_affine_velocity(sim, keep_fluctuations=False)
         shortcuts: dict[str, Any] = {
             "shear_rate_per_s": rate,
             "industrial_shear_rate_per_s": params.industrial_shear_rate_per_s,
             "shear_rate_speed_up_factor": abs(rate) / params.industrial_shear_rate_per_s,
-            "fines_radius_um": params.fines_radius_um,
-            "fines_density_scale": params.fines_density_scale,
-            "fines_count": int(fines.sum()),
-            "modulus_scale": params.modulus_scale,
-            "modulus_cap_Pa": params.modulus_cap_Pa,
+            **shortcuts_log(sh, c, fines),
             "gravity": "off",
             "z_periodic": "the placed bed's height is the z period; the current collector is dropped",
         }

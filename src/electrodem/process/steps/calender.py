@@ -10,57 +10,21 @@ the planar nip wall (``nip`` geometry only: under an exact cylinder no slab is b
 from __future__ import annotations
 
 import csv
-import dataclasses
 import logging
 from collections.abc import Mapping
 from typing import Any
 
 from electrodem.analysis.composition import THICKNESS_DEFINITION
-from electrodem.config.errors import require, require_known_keys
-from electrodem.config.params import build
-from electrodem.process.calender import CalenderParams, calender
-from electrodem.process.recipe import ProcessState, ProcessStep, RunInputs, StepContext, check_species_names
+from electrodem.process.calender import CONTACT, SHORTCUTS, CalenderParams, calender
+from electrodem.process.engine_map import check_contact_species, step_params_builder
+from electrodem.process.recipe import ProcessState, ProcessStep, RunInputs, StepContext
 
 log = logging.getLogger("electrodem")
-
-APP_KEYS = ("yield_pressure_from_library",)
-"""Keys of the ``calender`` config group read here, not fields of `CalenderParams`."""
 
 CURVE_KEYS = ("pass", "phase", "time_s", "x_m", "tool_z_m", "load_N", "load_check_N", "pressure_Pa",
               "floor_load_N", "line_load_N_per_mm", "strain_rate_per_s", "inertial_number",
               "porosity_under_roll")
 """Columns of ``calendering_curve.csv``: the calender report's curve plus ``porosity_under_roll``."""
-
-
-def params(cfg: Mapping[str, Any], inputs: RunInputs, prefix: str) -> CalenderParams:
-    """`CalenderParams` from the ``calender`` config group (its own checks run on construction).
-
-    ``yield_pressure_from_library: true`` (with ``normal_model: thornton_ning``) fills the yield
-    pressure (``contact_yield_pressure_MPa`` > 0) and softening range (``softening_onset_K``,
-    ``melting_K``) of every formulation species the config does not name from the materials library;
-    explicit ``yield_pressure_Pa`` / ``softening_K`` entries win. Species keys must be materials of the
-    formulation.
-    """
-    cfg = dict(cfg)
-    from_lib = cfg.pop("yield_pressure_from_library", False)
-    # CalenderParams' own fields plus this app key; checked here so the message lists both.
-    require_known_keys(cfg, [*(f.name for f in dataclasses.fields(CalenderParams)), *APP_KEYS], prefix)
-    require(isinstance(from_lib, bool), f"{prefix}.yield_pressure_from_library", from_lib, "true or false")
-    for key in ("yield_pressure_Pa", "softening_K"):
-        table = cfg.get(key) or {}
-        require(isinstance(table, dict), f"{prefix}.{key}", table, "a mapping species -> value")
-        check_species_names(table, f"{prefix}.{key}", inputs)
-    if from_lib and cfg.get("normal_model", "thornton_ning") == "thornton_ning":
-        yields = dict(cfg.get("yield_pressure_Pa") or {})
-        soft = dict(cfg.get("softening_K") or {})
-        for n in inputs.species:
-            mat = inputs.library[n]
-            if n not in yields and mat.contact_yield_pressure_MPa > 0:
-                yields[n] = mat.contact_yield_pressure_MPa * 1e6
-            if n not in soft and mat.softening_onset_K is not None and mat.melting_K is not None:
-                soft[n] = (float(mat.softening_onset_K), float(mat.melting_K))
-        cfg["yield_pressure_Pa"], cfg["softening_K"] = yields, soft
-    return build(CalenderParams, cfg, prefix)
 
 
 def run(state: ProcessState, params: CalenderParams, ctx: StepContext) -> dict[str, Any]:
@@ -138,5 +102,13 @@ def calendering_block(report: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-STEP = ProcessStep(name="calender", params_type=CalenderParams, run=run, uses_engine=True,
-                   build_params=params, metrics_block="calendering", metrics=calendering_block)
+def check(params: CalenderParams, inputs: RunInputs, prefix: str, groups: Mapping[str, Any]) -> None:
+    check_contact_species(params.contact, inputs)
+
+
+OVERRIDES = {"contact": CONTACT, "shortcuts": SHORTCUTS}
+"""The step's built-in overrides of the shared groups (its config file repeats them)."""
+
+STEP = ProcessStep(name="calender", params_type=CalenderParams, run=run, uses_engine=True, check=check,
+                   build_params=step_params_builder(CalenderParams, OVERRIDES),
+                   metrics_block="calendering", metrics=calendering_block)

@@ -12,8 +12,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from electrodem.analysis.composition import THICKNESS_DEFINITION
-from electrodem.process.compact import CURVE_KEYS, CompactParams, compact
-from electrodem.process.recipe import ProcessState, ProcessStep, RunInputs, StepContext, check_species_names
+from electrodem.process.compact import CONTACT, CURVE_KEYS, SHORTCUTS, CompactParams, compact
+from electrodem.process.engine_map import check_contact_species, step_params_builder
+from electrodem.process.recipe import ProcessState, ProcessStep, RunInputs, StepContext
 
 log = logging.getLogger("electrodem")
 
@@ -40,9 +41,7 @@ def run(state: ProcessState, params: CompactParams, ctx: StepContext) -> dict[st
 
 
 def check(params: CompactParams, inputs: RunInputs, prefix: str, groups: Mapping[str, Any]) -> None:
-    check_species_names(params.species_overrides, f"{prefix}.species_overrides", inputs)
-    check_species_names(params.yield_pressure_MPa_by_species, f"{prefix}.yield_pressure_MPa_by_species",
-                        inputs)
+    check_contact_species(params.contact, inputs)
 
 
 def compaction_block(report: dict[str, Any]) -> dict[str, Any]:
@@ -80,5 +79,9 @@ def compaction_block(report: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+OVERRIDES = {"contact": CONTACT, "shortcuts": SHORTCUTS}
+"""The step's built-in overrides of the shared groups (its config file repeats them)."""
+
 STEP = ProcessStep(name="compact", params_type=CompactParams, run=run, uses_engine=True, check=check,
-                   metrics_block="compaction", metrics=compaction_block)
+                   metrics_block="compaction", metrics=compaction_block,
+                   build_params=step_params_builder(CompactParams, OVERRIDES))

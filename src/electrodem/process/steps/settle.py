@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from electrodem.process.recipe import ProcessState, ProcessStep, RunInputs, StepContext, check_species_names
-from electrodem.process.settle import SettleParams, settle
+from electrodem.process.engine_map import check_contact_species, step_params_builder
+from electrodem.process.recipe import ProcessState, ProcessStep, RunInputs, StepContext
+from electrodem.process.settle import CONTACT, SHORTCUTS, SettleParams, settle
 
 
 def run(state: ProcessState, params: SettleParams, ctx: StepContext) -> dict[str, Any]:
@@ -21,7 +22,11 @@ def run(state: ProcessState, params: SettleParams, ctx: StepContext) -> dict[str
 
 
 def check(params: SettleParams, inputs: RunInputs, prefix: str, groups: Mapping[str, Any]) -> None:
-    check_species_names(params.species_overrides, f"{prefix}.species_overrides", inputs)
+    check_contact_species(params.contact, inputs)
 
 
-STEP = ProcessStep(name="settle", params_type=SettleParams, run=run, uses_engine=True, check=check)
+OVERRIDES = {"contact": CONTACT, "shortcuts": SHORTCUTS}
+"""The step's built-in overrides of the shared groups (its config file repeats them)."""
+
+STEP = ProcessStep(name="settle", params_type=SettleParams, run=run, uses_engine=True, check=check,
+                   build_params=step_params_builder(SettleParams, OVERRIDES))

@@ -14,16 +14,16 @@ from typing import Any
 import numpy as np
 
 from electrodem.config.errors import require
+from electrodem.process.engine_map import check_contact_species, step_params_builder
 from electrodem.process.place import loose_height_um
 from electrodem.process.recipe import (
     ProcessState,
     ProcessStep,
     RunInputs,
     StepContext,
-    check_species_names,
     min_periodic_length_um,
 )
-from electrodem.process.shear_mix import ShearParams, shear_mix
+from electrodem.process.shear_mix import CONTACT, SHORTCUTS, ShearParams, shear_mix
 
 log = logging.getLogger("electrodem")
 
@@ -59,7 +59,7 @@ def run(state: ProcessState, params: ShearParams, ctx: StepContext) -> dict[str,
 
 
 def check(params: ShearParams, inputs: RunInputs, prefix: str, groups: Mapping[str, Any]) -> None:
-    check_species_names(params.species_overrides, f"{prefix}.species_overrides", inputs)
+    check_contact_species(params.contact, inputs)
 
 
 def check_z_period(params: ShearParams, inputs: RunInputs, prefix: str, groups: Mapping[str, Any]) -> None:
@@ -93,5 +93,9 @@ def shear_block(report: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+OVERRIDES = {"contact": CONTACT, "shortcuts": SHORTCUTS}
+"""The step's built-in overrides of the shared groups (its config file repeats them)."""
+
 STEP = ProcessStep(name="shear", params_type=ShearParams, run=run, uses_engine=True, check=check,
+                   build_params=step_params_builder(ShearParams, OVERRIDES),
                    check_in_route=check_z_period, metrics_block="shear", metrics=shear_block)
