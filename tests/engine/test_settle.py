@@ -51,7 +51,7 @@ def _chaotic_bed(chaos) -> Microstructure:
 
 def _settle_weight_pressure_Pa(micro: Microstructure, params: SettleParams, g_m_per_s2: float) -> float:
     """The bed's weight per collector area (Pa), computed here independently of the step: the fines'
-    weight scaled with their inertia (the settle's ``shortcuts.fines_weight: scaled``)."""
+    weight scaled with their inertia (``shortcuts.fines_weight: scaled``, the default)."""
     sh = params.shortcuts
     assert sh.fines_weight == "scaled"
     fines = micro.radii_m < sh.fines_radius_um * 1e-6

@@ -68,17 +68,17 @@ def test_the_config_files_repeat_the_steps_built_in_overrides():
     assert checked == 8
 
 
-def test_fines_mass_scaling_scales_the_inertia_and_keeps_the_weight():
+def test_fines_mass_scaling_scales_the_inertia_and_keeps_the_weight_when_asked():
     sp = (Species("am", "AM", 4000.0, 1e9, 0.3), Species("cb", "CB", 2000.0, 1e9, 0.3))
     micro = Microstructure(np.array([[5e-6, 5e-6, 5e-6], [1e-5, 5e-6, 1e-6]]), [5e-6, 0.5e-6], [0, 1], sp,
                            np.array([2e-5, 2e-5, 2e-5]))  # fmt: skip
     real = micro.masses_kg
-    inertial, weight, fines = masses(micro, ShortcutParams(fines_density_scale=100.0))
+    inertial, weight, fines = masses(micro, ShortcutParams(fines_density_scale=100.0, fines_weight="real"))
     assert fines.tolist() == [False, True]
     assert inertial.tolist() == [real[0], 100.0 * real[1]]
-    assert np.array_equal(weight, real)  # the real weight (fines_weight: real, the default)
-    _, weight_scaled, _ = masses(micro, ShortcutParams(fines_density_scale=100.0, fines_weight="scaled"))
-    assert np.array_equal(weight_scaled, inertial)
+    assert np.array_equal(weight, real)  # the real weight: inertia-only scaling
+    _, weight_scaled, _ = masses(micro, ShortcutParams(fines_density_scale=100.0))
+    assert np.array_equal(weight_scaled, inertial)  # the default: weight scaled with the inertia
 
 
 def test_bad_shared_values_are_refused_under_the_group_or_the_step():

@@ -30,15 +30,15 @@ logged shortcuts (DOMAIN.md §6), each a field of `SettleParams`, all written to
   it (AM resting on a carpet of fines); the measured overlap, not the estimate, sets the final gravity.
 * **Mass-scaled fines** (``shortcuts.fines_density_scale`` for radii below ``fines_radius_um``;
   `electrodem.process.engine_map`): their inertia is multiplied, so that their contact oscillation (the
-  time step) slows by sqrt(scale). The settle is a dynamic fall, and here the fines' weight is scaled
-  with their inertia (the settle's own ``shortcuts.fines_weight: scaled``): they fall at g with the AM.
+  time step) slows by sqrt(scale). The settle is a dynamic fall, and the fines' weight is scaled
+  with their inertia (``shortcuts.fines_weight: scaled``, the default): they fall at g with the AM.
   With their real weight and scaled inertia they fall at g / scale: measured on the 840-particle bed of
   tests/engine/test_settle.py, no convergence in 120k steps; and a bed settled with scaled weights
   and then given the real ones back springs its fines off their contacts (27 % of the particles left
   touching nothing, hopping in slow motion at g / scale). So the settled bed carries fines that weigh
   scale x their real weight (counted in P above, g' lowered accordingly; ``fines_weight_fraction``
-  reports their share of the weight). The steps after it (compaction, calendering, shear) and the
-  wet route's casting act with the real weight (``fines_weight: real``, the shared default).
+  reports their share of the weight). The steps after it keep the same weights (a calender pass with
+  the real ones released the settled fines: the strip came out thicker than it went in).
 * **Background damping** -c m v (``damping_ratio``): c = 2 damping_ratio / t_fall with
   t_fall = sqrt(2 H0 / g_fall) the free-fall time of the top of the loose bed; damping_ratio = 0.5
   damps the fall lightly (the bed collapses in about 1.5 fall times) and brings the collapsed bed to
@@ -104,9 +104,8 @@ from electrodem.process.live import EngineSetup, HoldsEngine, engine_for, releas
 
 CONTACT: dict[str, Any] = {}
 """The settle's built-in overrides of the shared ``contact`` group (none: it is the reference)."""
-SHORTCUTS: dict[str, Any] = {"rayleigh_fraction": 0.35, "fines_weight": "scaled"}
-"""The settle's built-in overrides of the shared ``shortcuts`` group (see the module docstring: a
-larger time step; the fines fall with the weight of their scaled inertia)."""
+SHORTCUTS: dict[str, Any] = {"rayleigh_fraction": 0.35}
+"""The settle's built-in overrides of the shared ``shortcuts`` group (see the module docstring)."""
 MAX_GRAVITY_STEPS = 5
 """Most times the settling gravity is lowered after the fall (each one a relaxation at rest)."""
 SUPPORTING_CONTACTS = 3.0
