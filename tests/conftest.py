@@ -154,8 +154,15 @@ def _return_engine_storage_to_the_pool():
     Taichi store stays taken, and the next test's simulation of the same shape gets a new store, for
     which Taichi compiles every kernel anew (seconds per store, `electrodem.engine.state.MIN_CAPACITY`).
     Collected here, the store goes back to the engine's pool and the next simulation reuses it with its
-    compiled kernels."""
-    yield
-    import gc
+    compiled kernels. A full collection costs ~0.1-0.5 s in a worker's heap, so it runs only after a
+    test that built a simulation."""
+    import sys
 
-    gc.collect()
+    sim_mod = sys.modules.get("electrodem.engine.simulation")
+    before = sim_mod.Simulation.created if sim_mod else 0
+    yield
+    sim_mod = sys.modules.get("electrodem.engine.simulation")
+    if sim_mod is not None and sim_mod.Simulation.created != before:
+        import gc
+
+        gc.collect()

@@ -154,6 +154,9 @@ class Simulation:
         `set_shear_rate`, `stress_tensor` and `electrodem.engine.shear`.
     """
 
+    created: int = 0
+    """Simulations built in this process (a test harness collects leftovers only when it grew)."""
+
     def __init__(
         self,
         materials: Sequence[Material],
@@ -254,6 +257,7 @@ class Simulation:
         """Force extensions (bonds, tools...) in the order they add their forces."""
         self.fields = ParticleFields()
         """Per-particle agent fields (external order; see `add_field`)."""
+        Simulation.created += 1
         self._live_token = object()
         """Identifies this simulation to its snapshots (`snapshot_state`)."""
         self._alloc_store(64)
