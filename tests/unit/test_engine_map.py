@@ -66,6 +66,9 @@ def test_the_config_files_repeat_the_steps_built_in_overrides():
         for group, cls in (("contact", ContactParams), ("shortcuts", ShortcutParams)):
             assert default[group] == cls(**module.OVERRIDES[group]), (name, group)
     assert checked == 8
+    # The shared groups' files are the dataclasses' defaults (the Python API runs what a run runs).
+    assert ContactParams(**cfg["contact"]) == ContactParams()
+    assert ShortcutParams(**cfg["shortcuts"]) == ShortcutParams()
 
 
 def test_fines_mass_scaling_scales_the_inertia_and_keeps_the_weight_when_asked():
