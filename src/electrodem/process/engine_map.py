@@ -42,6 +42,7 @@ from electrodem.config.errors import ConfigError, is_number, require, unknown_ke
 from electrodem.config.params import build
 from electrodem.io.snapshot import Microstructure
 from electrodem.materials.collector import COLLECTORS, CollectorFoil
+from electrodem.process.recipe import check_species_names
 
 NORMAL_MODELS = ("hertz", "thornton_ning")
 DAMPING_MODELS = ("restitution",)
@@ -263,9 +264,7 @@ def check_contact_species(c: ContactParams, inputs: Any) -> None:
     tables = [("contact", shared.get(k) or {}, k) for k in SPECIES_TABLES]
     tables += [(c.where, getattr(c, k), k) for k in SPECIES_TABLES]
     for where, table, key in tables:
-        for name, v in table.items():
-            require(name in inputs.species, f"{where}.{key}.{name}", v,
-                    f"a material of the formulation: {inputs.species}")
+        check_species_names(table, f"{where}.{key}", inputs)
 
 
 MOVED_KEYS = {
