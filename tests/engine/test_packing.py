@@ -1,6 +1,6 @@
 """Gravity packings against published values.
 
-5,000 monodisperse spheres (d = 1 mm) poured onto a floor in a periodic 15 d x 15 d box, from a
+2,500 monodisperse spheres (d = 1 mm) poured onto a floor in a periodic 10 d x 10 d box, from a
 jittered lattice with random velocities: frictionless they reach random close packing, phi = 0.64 +-
 0.02, with about 6 contacts per non-rattler (isostatic; O'Hern et al. 2003, Silbert et al. 2002);
 with mu = 0.5 the poured packing is looser, 0.55-0.62 (DOMAIN.md §4), with fewer contacts, between the
@@ -33,7 +33,10 @@ from electrodem.engine import ContactModel, EngineOptions, Material, Simulation,
 from electrodem.process.settle import bed_profile
 
 D = 1.0e-3
-N = 5000
+N = 2500
+L = 10
+"""Box side in diameters: periodic, so no lateral wall loosens the packing; 10 d leaves ~1,800
+bulk spheres, whose packing fraction is known to +-0.005, inside the +-0.02 tolerance."""
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -46,7 +49,7 @@ def _pour(friction: float, ke_ratio: float, chaos) -> tuple[Simulation, float, f
     contacts of bulk non-rattlers)."""
     rng = np.random.default_rng(11 + chaos.seed)
     mat = Material("g", 2500.0, 2.0e7, 0.3, restitution=0.5, friction=friction)
-    box = (15 * D, 15 * D, 80 * D)
+    box = (L * D, L * D, 80 * D)
     sim = Simulation(
         [mat],
         box_m=box,
@@ -57,9 +60,12 @@ def _pour(friction: float, ke_ratio: float, chaos) -> tuple[Simulation, float, f
         steps_per_contact=10.0,
         impact_speed_m_per_s=0.3,  # terminal speed under the damping is g / c = 0.25 m/s
     )
-    g = np.stack(np.meshgrid(np.arange(14), np.arange(14), np.arange(26), indexing="ij"), -1).reshape(-1, 3)
+    n_side = L - 1
+    layers = -(-N // n_side**2)
+    g = np.stack(np.meshgrid(np.arange(n_side), np.arange(n_side), np.arange(layers), indexing="ij"), -1)
+    g = g.reshape(-1, 3)
     g = g[np.argsort(g[:, 2], kind="stable")][:N]
-    x = (g + 0.5) * np.array([15 / 14, 15 / 14, 1.1]) * D + rng.uniform(-0.03, 0.03, g.shape) * D
+    x = (g + 0.5) * np.array([L / n_side, L / n_side, 1.1]) * D + rng.uniform(-0.03, 0.03, g.shape) * D
     x = chaos.perturb(x, np.full(len(x), 0.5 * D), np.array(box))
     sim.add_particles(x, 0.5 * D, "g", velocities_m_per_s=rng.normal(0, 0.05, g.shape))
     lift = N * 2500.0 * math.pi / 6 * D**3 * 9.81 * D
@@ -79,7 +85,7 @@ def _pour(friction: float, ke_ratio: float, chaos) -> tuple[Simulation, float, f
     c = sim.contact_arrays()
     zc = np.bincount(np.r_[c["i"], c["j"]], minlength=sim.n)
     inner = (z > 4 * D) & (z < top - 4 * D) & (zc >= 4)
-    assert inner.sum() > 1500  # enough bulk spheres for the statistics
+    assert inner.sum() > 1000  # enough bulk spheres for the statistics
     return sim, phi, float(zc[inner].mean())
 
 

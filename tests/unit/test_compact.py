@@ -15,7 +15,7 @@ from electrodem.config import ConfigError
 from electrodem.engine import EngineOptions
 from electrodem.io.snapshot import Microstructure, Species
 from electrodem.materials.collector import COLLECTORS
-from electrodem.process.compact import CONTACT, CompactParams, compact
+from electrodem.process.compact import CONTACT, CompactParams, bed_tangent_stiffness_N_per_m, compact
 from electrodem.process.engine_map import TOOL_STEEL, ContactParams, ShortcutParams
 
 R = 5e-6
@@ -109,6 +109,17 @@ def test_servo_reaches_the_target_pressure_and_the_hertz_gap():
     # The gap where it holds is the Hertz stack's (0.1 R compression) within the pressure band:
     # d ~ F^(2/3), so 3 % in pressure is 2 % in compression.
     assert 16 * R - rep["loaded"]["thickness_m"] == pytest.approx(0.1 * R, rel=0.03)
+
+
+def test_bed_tangent_stiffness_is_the_hertz_derivative_from_the_approach_records():
+    # F = C delta^1.5 from first contact at z = 1 um (between the 2nd and 3rd record): dF/d(delta) at
+    # the last record, exact up to the half-record uncertainty of the touch point (0.05 um of 0.6 um).
+    z = 1e-6 - np.array([-0.1, -0.05, 0.05, 0.2, 0.4, 0.6]) * 1e-6
+    f = 3.0e4 * np.clip(1e-6 - z, 0, None) ** 1.5
+    delta = 0.6e-6
+    k = bed_tangent_stiffness_N_per_m(z, f)
+    assert k == pytest.approx(1.5 * 3.0e4 * delta**0.5, rel=0.05 / 0.6)
+    assert bed_tangent_stiffness_N_per_m(z[:2], f[:2]) is None  # not loaded yet
 
 
 def test_plate_force_is_the_sum_of_contact_forces_and_particle_stress_is_love_weber():
