@@ -7,7 +7,9 @@ with mu = 0.5 the poured packing is looser, 0.55-0.62 (DOMAIN.md §4), with fewe
 frictional (4) and frictionless (6) isostatic values. phi is measured in the bulk, more than 4 d from
 the floor and from the top surface (walls and the free surface loosen the packing locally), from the
 exact sphere–slab solid-fraction profile; contacts are counted for bulk spheres with at least 4
-contacts (the rest are rattlers, which carry no load in a frictionless packing).
+contacts (the rest are rattlers, which carry no load in a frictionless packing). The frictionless
+packing's contact network percolates, site by site, at p_c = 0.31 +- 0.02 (Powell 1979; Ziff &
+Torquato 2017: 0.3116), measured on a 10 d bulk cube with the analysis layer's cluster labelling.
 
 Stated softening: E = 20 MPa keeps the overlap at the floor below 1 % of the radius, and the median
 overlap in the bulk at ~0.1 % of the radius, where a frictionless packing is within a few per cent
@@ -29,6 +31,7 @@ import numpy as np
 import pytest
 from scipy.spatial import cKDTree
 
+from electrodem.analysis.percolation import cluster_labels
 from electrodem.engine import ContactModel, EngineOptions, Material, Simulation, Wall, init
 from electrodem.process.settle import bed_profile
 
@@ -89,6 +92,30 @@ def _pour(friction: float, ke_ratio: float, chaos) -> tuple[Simulation, float, f
     return sim, phi, float(zc[inner].mean())
 
 
+def spanning_probability(i, j, z, lo: float, hi: float, p: float, trials: int, rng) -> float:
+    """Fraction of ``trials`` random site occupations (each sphere with z in (lo, hi) occupied with
+    probability ``p``) in which a cluster of occupied, touching spheres joins the slab's bottom layer
+    (within one diameter of ``lo``) to its top layer (within one diameter of ``hi``)."""
+    inside = (z > lo) & (z < hi)
+    bottom, top = inside & (z < lo + D), inside & (z > hi - D)
+    hits = 0
+    for _ in range(trials):
+        occ = inside & (rng.random(len(z)) < p)
+        _, lab = cluster_labels(len(z), i, j, occ)
+        hits += np.intersect1d(lab[bottom & occ], lab[top & occ]).size > 0
+    return hits / trials
+
+
+def site_percolation_threshold(i, j, z, lo: float, hi: float, rng, trials: int = 200) -> float:
+    """Occupation probability at which the slab (lo, hi) is spanned in half the trials (bisection,
+    10 halvings of [0.1, 0.6]: 5e-4, below the sampling error of the crossing)."""
+    a, b = 0.1, 0.6
+    for _ in range(10):
+        m = 0.5 * (a + b)
+        a, b = (m, b) if spanning_probability(i, j, z, lo, hi, m, trials, rng) < 0.5 else (a, m)
+    return 0.5 * (a + b)
+
+
 @pytest.mark.slow
 @pytest.mark.chaotic
 def test_frictionless_pour_reaches_random_close_packing(chaos):
@@ -96,6 +123,15 @@ def test_frictionless_pour_reaches_random_close_packing(chaos):
     assert sim.diagnostics()["max_overlap_ratio"] < 0.01
     assert phi == pytest.approx(0.64, abs=0.02)
     assert z_mean == pytest.approx(6.0, abs=0.3)
+    # Site percolation on the packing's contact network (the analysis layer's cluster labelling): a
+    # 10 d cube of the bulk (4 d above the floor), periodic in x and y, spanned from face to face in
+    # half of 200 random occupations at p_c = 0.310 (Powell 1979; 0.3116, Ziff & Torquato 2017).
+    # Tolerance 0.02: the crossing of a 10 d cube lies within ~L^(-1/nu) x O(0.1) = 0.01 of the
+    # infinite-system p_c (nu = 0.88), and 200 trials place it to ~0.004.
+    c = sim.contact_arrays()
+    z = sim.state()["positions_m"][:, 2]
+    p_c = site_percolation_threshold(c["i"], c["j"], z, 4 * D, 14 * D, np.random.default_rng(chaos.seed))
+    assert p_c == pytest.approx(0.31, abs=0.02)
 
 
 @pytest.mark.slow
