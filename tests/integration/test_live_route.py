@@ -1,6 +1,8 @@
 """One live engine state across process steps (`electrodem.process.live`), on small analytic beds.
 
-Checked, each exactly (the carried quantities are copied, not recomputed):
+Checked, each exactly (the carried quantities are copied, not recomputed), and on three random
+elastic–plastic beds the same two-pass property contact by contact, with the thickness compared
+against the seed scatter:
 * two calender passes at the same gap on a Thornton–Ning monolayer: the collector contacts' largest
   overlap dm after pass 2 is not below that after pass 1 for any sphere (dm is a running maximum and is
   carried), and the layer after pass 2 is not thicker than after pass 1; between the passes the
@@ -21,11 +23,13 @@ import pytest
 
 from electrodem.engine import ContactModel, EngineOptions, Wall
 from electrodem.engine.bonds import Bonds
+from electrodem.engine.extensions import Extension
 from electrodem.io.snapshot import Microstructure, Species
 from electrodem.process.calender import CalenderParams, _build_sim, calender
 from electrodem.process.compact import CompactParams, compact
 from electrodem.process.engine_map import ContactParams, ShortcutParams, engine_materials
 from electrodem.process.live import EngineSetup, engine_for, with_engine_extras
+from electrodem.process.settle import SettleParams, settle
 
 R_P = 10e-6
 E = 1e9
@@ -81,6 +85,104 @@ def test_a_second_calender_pass_keeps_the_plastic_history_of_the_first():
     # oscillation of at most 1e-6 of the elastic deflection there (< 0.1 um); 1 nm is far above it.
     assert m2.positions_m[:, 2].mean() <= m1.positions_m[:, 2].mean() + 1e-9
     live.sim.free()
+
+
+def _random_bed(seed: int, n: int = 80) -> Microstructure:
+    """``n`` spheres (r 8-12 um) placed without overlap at solid fraction 0.3 in an 80 um periodic box
+    (random sequential addition)."""
+    rng = np.random.default_rng(seed)
+    r = rng.uniform(8e-6, 12e-6, n)
+    side = 80e-6
+    h = (4 / 3 * np.pi * r**3).sum() / (side * side * 0.3)
+    pos = np.zeros((n, 3))
+    for k in range(n):
+        while True:
+            p = np.array([rng.random() * side, rng.random() * side, r[k] + rng.random() * (h - 2 * r[k])])
+            d = pos[:k] - p
+            d[:, :2] -= side * np.round(d[:, :2] / side)
+            if k == 0 or np.all(np.linalg.norm(d, axis=1) > r[:k] + r[k]):
+                pos[k] = p
+                break
+    sp = (Species("am", "AM", 2500.0, E, NU),)
+    return Microstructure(pos, r, np.zeros(n, int), sp, np.array([side, side, 2 * h]))
+
+
+class _ContactWatch(Extension):
+    """Keeps, of the pairs it starts with (keys ``min id * K + max id``), those in contact at the end
+    of every step since."""
+
+    name = "contact_watch"
+    stage = "end_of_step"
+    K = 1 << 20
+    EVERY = 10
+
+    def __init__(self, keys: np.ndarray) -> None:
+        self.alive = np.asarray(keys, np.int64)
+
+    def on_stage(self, sim, stage, time_s, dt_s) -> None:
+        # Every EVERY-th step (a per-step check through the public state costs ~3 ms a step). A contact
+        # that opened and closed again between two checks counts as persisting: if its fresh dm ended
+        # below the old one the test fails, never passes wrongly. In contact: overlap r_a + r_b -
+        # |x_a - x_b| > 0 (minimum image in x and y), the engine's definition, for the watched pairs.
+        if sim.step % self.EVERY:
+            return
+        st = sim.state()
+        index = np.empty(int(sim.ids.max()) + 1, np.int64)
+        index[sim.ids] = np.arange(sim.n)
+        a, b = index[self.alive // self.K], index[self.alive % self.K]
+        d = st["positions_m"][a] - st["positions_m"][b]
+        box = np.asarray(sim.box_m, float)[:2]
+        d[:, :2] -= box * np.round(d[:, :2] / box)
+        touching = st["radii_m"][a] + st["radii_m"][b] - np.linalg.norm(d, axis=1) > 0
+        self.alive = self.alive[touching]
+
+
+def _plastic_history(sim) -> dict[int, float]:
+    """Largest overlap (m) of every pair with a plastic history, keyed as `_ContactWatch` keys them."""
+    h = sim.contact_history()
+    a, b = sim.ids[h["i"]], sim.ids[h["j"]]
+    keys = np.minimum(a, b) * _ContactWatch.K + np.maximum(a, b)
+    return {int(k): float(d) for k, d in zip(keys, h["max_overlap_m"], strict=True) if d > 0}
+
+
+def test_two_passes_over_random_plastic_beds_keep_the_history_and_do_not_thicken():
+    """Three random beds (seeds 0-2: the test runs its own seed scatter, as the acceptance asks; its
+    assertions hold on any trajectory): settled (Hertz), then two Thornton–Ning nip passes at the same
+    gap (92 % of the settled gauge) on the live state. Exact: every sphere–sphere contact that stays
+    in contact through pass 2 (checked every 10 steps, see `_ContactWatch`) ends it with a largest
+    overlap dm not below its value after pass 1 (a running maximum, carried across the step
+    boundary). Statistical: the
+    gauge after pass 2 is not above that after pass 1 by more than the scatter of the pass-1 gauge
+    over the three seeds (measured: 0.2-0.3 um thinner on each seed, scatter 4.6 um). The relaxation
+    after each pass is capped at 5,000 steps: the bed, sprung back off some contacts, then still sinks
+    at the terminal speed g / c of the relaxation damping (a full relaxation here takes > 200k steps);
+    both passes are measured the same way."""
+    e_star = 1.0 / (2 * (1 - NU**2) / E)
+    contact = ContactParams(normal="thornton_ning", yield_pressure_MPa={"am": 0.03 * e_star * 1e-6},
+                            friction=0.3, rolling_friction=0.0, cohesion="none")
+    sh = ShortcutParams(fines_radius_um=0.0, modulus_cap_Pa=None)
+    h1, h2 = [], []
+    for seed in range(3):
+        live = SimpleNamespace(sim=None)
+        bed, _ = settle(_random_bed(seed), SettleParams(contact=ContactParams(cohesion="none"), shortcuts=sh,
+                                                        fall_overlap_target=None, overlap_target=0.002),
+                        OPTS, progress=False, live=live)
+        p = CalenderParams(geometry="nip", roll_radius_m=0.05, control="gap", gap_um=0.92 * bed.top_m() * 1e6,
+                           contact=contact, shortcuts=sh, line_speed_m_per_s=10.0, samples_per_nip=50,
+                           gravity_m_per_s2=1000.0, max_relax_steps=5000)
+        m1, _ = calender(bed, p, OPTS, progress=False, live=live)
+        dm1 = _plastic_history(live.sim)
+        assert len(dm1) > 50  # the pass flattened many contacts
+        watch = live.sim.add_extension(_ContactWatch(np.fromiter(dm1, np.int64)))
+        m2, _ = calender(m1, p, OPTS, progress=False, live=live)
+        dm2 = _plastic_history(live.sim)
+        persisted = live.sim.extension(watch.name).alive
+        assert len(persisted) > 10
+        assert all(dm2[int(k)] >= dm1[int(k)] for k in persisted)
+        h1.append(m1.top_m())
+        h2.append(m2.top_m())
+        live.sim.free()
+    assert np.max(np.subtract(h2, h1)) <= np.std(h1, ddof=1)
 
 
 def _jkr_bed() -> tuple[SimpleNamespace, Microstructure]:
