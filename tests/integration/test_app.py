@@ -73,6 +73,39 @@ def test_sweep_writes_one_folder_per_job_and_a_summary(tmp_path, launcher):
     assert rows[0]["n_particles"] != "" and rows[0]["porosity"] != rows[1]["porosity"]
 
 
+def test_a_sweep_survives_a_failing_job_and_the_same_command_redoes_only_the_unfinished(tmp_path):
+    """Job 1 of three is refused (a negative box length): the other two finish, summary.csv lists job 1
+    as failed with the refusal, and the sweep exits with status 1. Job 2 is then made to look killed
+    after its first stage (its metrics.json removed, its checkpoint.npz kept): the same command keeps
+    job 0 untouched, resumes job 2 from its checkpoint to the same result, and records job 1's second
+    failure."""
+    sweep = tmp_path / "sweep"
+    args = ("-m", *SMOKE, "rve.box_x_um=30.0,-5.0,31.0", f"hydra.sweep.dir={sweep}")
+
+    def summary() -> list[dict[str, str]]:
+        with (sweep / "summary.csv").open() as f:
+            return list(csv.DictReader(f))
+
+    first = electrodem(*args, check=False)
+    assert first.returncode == 1 and "1 sweep job(s) failed: 1" in first.stderr
+    rows = summary()
+    assert [(r["job"], r["status"]) for r in rows] == [("0", "finished"), ("1", "failed"), ("2", "finished")]
+    error = rows[1]["error"]
+    assert "rve.box_x_um" in error and "-5" in error and "exit code 2" in error
+    assert rows[1]["porosity"] == "" and 0.0 < float(rows[2]["porosity"]) < 1.0
+    kept = (sweep / "0" / "metrics.json").stat().st_mtime_ns
+    porosity_2 = json.loads((sweep / "2" / "metrics.json").read_text())["composition"]["porosity"]
+    (sweep / "2" / "metrics.json").unlink()
+    assert (sweep / "2" / "checkpoint.npz").is_file()
+
+    again = electrodem(*args, check=False)
+    assert again.returncode == 1 and "job 0 already finished: kept" in again.stdout
+    assert (sweep / "0" / "metrics.json").stat().st_mtime_ns == kept
+    assert json.loads((sweep / "2" / "metrics.json").read_text())["composition"]["porosity"] == porosity_2
+    assert [r["status"] for r in summary()] == ["finished", "failed", "finished"]
+    assert len(json.loads((sweep / "1" / "failures.json").read_text())) == 2
+
+
 def test_analyse_recomputes_a_saved_run(tmp_path, config_dir):
     run = tmp_path / "run"
     electrodem(*SMOKE, f"hydra.run.dir={run}")

@@ -1,6 +1,7 @@
 """Bad input through the CLI, as a user meets it: exit code 2, one line naming the key or file, and
 nothing computed. Each run is refused before placement (seconds); the in-process refusals of every
-key are in tests/unit/test_bad_input.py."""
+key are in tests/unit/test_bad_input.py. Also the output faults a user meets: an output directory that
+cannot be made, a full disk (exit code 4, last checkpoint intact)."""
 
 from __future__ import annotations
 
@@ -48,3 +49,46 @@ def test_analyse_refuses_a_corrupt_microstructure_naming_the_file(tmp_path):
     assert p.returncode == 2, p.stderr
     assert f"{run / 'microstructure.npz'}: not a NumPy .npz archive" in p.stderr, p.stderr
     assert "Traceback" not in p.stderr and not (run / "analysis.json").exists()
+
+
+def test_an_output_directory_that_cannot_be_created_is_refused_in_one_line(tmp_path):
+    """Hydra creates the run directory before the run starts and died there with a traceback
+    (NotADirectoryError) when a path component is a file: refused by name first."""
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    for args in (("hydra.run.dir=" + str(blocker / "run"),), ("-m", f"hydra.sweep.dir={blocker / 'sweep'}")):
+        p = electrodem("+experiment=smoke", "route=place", *args, check=False)
+        assert p.returncode == 2, p.stderr
+        (line,) = _error_lines(p.stderr)
+        assert "dir=" in line and "is invalid" in line and f"{blocker} is not a directory" in line, line
+        assert "Traceback" not in p.stderr
+
+
+def test_a_full_disk_stops_the_run_in_one_line_and_keeps_the_last_checkpoint(tmp_path, monkeypatch):
+    """The final snapshot's write fails half-way as on a full disk (ENOSPC): exit code 4, one line
+    naming the file, no half-written file left, and checkpoint.npz still holds the completed stage
+    (snapshots are written aside and renamed, so a write cut short never replaces a good file)."""
+    import errno
+
+    import numpy as np
+
+    from electrodem.io.snapshot import Microstructure
+
+    real = np.savez_compressed
+
+    def full_disk(file, *args, **kwargs):
+        if "microstructure" in str(file):
+            with open(file, "wb") as f:
+                f.write(b"PK\x03\x04 half a zip")
+            raise OSError(errno.ENOSPC, "No space left on device", str(file))
+        return real(file, *args, **kwargs)
+
+    monkeypatch.setattr(np, "savez_compressed", full_disk)
+    run = tmp_path / "run"
+    p = electrodem("+experiment=smoke", "route=place", f"hydra.run.dir={run}", check=False, in_process=True)
+    assert p.returncode == 4, p.stderr
+    (line,) = [ln for ln in p.stderr.splitlines() if ln.startswith("electrodem: cannot write")]
+    assert "microstructure" in line and "No space left on device" in line and str(run) in line, line
+    assert not list(run.glob("*.tmp.npz")) and not (run / "microstructure.npz").exists()
+    assert Microstructure.load(run / "checkpoint.npz").metadata["completed_stages"] == ["place"]
+

@@ -94,3 +94,25 @@ def test_pvd_series(tmp_path):
     entries = read_pvd(tmp_path / "particles.pvd")
     assert [e[0] for e in entries] == [0.0, 0.5]
     assert all(e[1].is_file() for e in entries)
+
+
+def test_a_snapshot_write_cut_short_leaves_the_previous_file_intact(tmp_path, monkeypatch):
+    """A write that fails half-way (full disk) keeps the old file byte for byte and leaves no temporary:
+    a run's checkpoint.npz always holds a complete stage."""
+    import errno
+
+    path = tmp_path / "checkpoint.npz"
+    micro = Microstructure(np.array([[1e-6, 1e-6, 1e-6]]), np.array([5e-7]), np.array([0]),
+                           (Species("a", "AM", 4750.0, 2e11, 0.25, 1e-3),), np.array([4e-6, 4e-6, 4e-6]))
+    micro.save(path)
+    before = path.read_bytes()
+
+    def cut_short(file, *args, **kwargs):
+        with open(file, "wb") as f:
+            f.write(b"PK\x03\x04")
+        raise OSError(errno.ENOSPC, "No space left on device", str(file))
+
+    monkeypatch.setattr(np, "savez_compressed", cut_short)
+    with pytest.raises(OSError, match="No space left"):
+        micro.with_(positions_m=np.array([[2e-6, 1e-6, 1e-6]])).save(path, overwrite=True)
+    assert path.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == ["checkpoint.npz"]

@@ -149,7 +149,10 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         if state.sim is not None:
             # The step boundary is an engine checkpoint: the run goes on from what a resume would load.
             checkpoint_boundary(state, engine_state_path(snap), label, rc.engine)
-            shutil.copyfile(engine_state_path(snap), engine_state_path(run_dir / "checkpoint.npz"))
+            ck = engine_state_path(run_dir / "checkpoint.npz")
+            # Copied aside, then renamed: a copy cut short never replaces the last good engine state.
+            shutil.copyfile(engine_state_path(snap), ck.with_name(ck.name + ".tmp"))
+            ck.with_name(ck.name + ".tmp").replace(ck)
         state.micro = state.micro.with_(metadata={
             "stage": label, "completed_stages": list(completed), "step_reports": _json_safe(reports),
             "engine_state": state.sim is not None,

@@ -1,6 +1,15 @@
 """Hydra callback writing ``summary.csv`` of all jobs' headline metrics at the sweep root, and the
 sweep plots an experiment asks for (``hydra.callbacks.sweep_summary.plots``).
 
+A sweep survives its failing jobs: a job that fails (refused input, unstable simulation, any error)
+appends what went wrong to ``failures.json`` in its directory and the launcher goes on with the others
+(`electrodem.cli`); ``summary.csv`` has one row per job with its ``status`` (finished, failed, or
+interrupted: no metrics.json and no recorded failure, e.g. a killed worker) and ``error``; the command
+exits with status 1 when a job did not finish. Running the same command again (same
+``hydra.sweep.dir``) redoes only those jobs (`prepare_job`): a finished job of the same configuration
+is kept as it is, an interrupted or failed one resumes from its last completed stage
+(``checkpoint.npz``) or starts again where it had written nothing.
+
 Processing columns are generic: ``porosity_after_processing`` (and ``processing_step``) come from
 the block of the route's last densifying step, ``calendering`` (roll calender) if the run has one,
 else ``compaction`` (plate press), so that the same sweep plot serves either route.
@@ -30,6 +39,12 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 log = logging.getLogger("electrodem")
+
+FAILURES = "failures.json"
+"""A job directory's record of its failed attempts (a JSON list, one entry per attempt)."""
+FAILED_JOBS: list[str] = []
+"""Jobs of the last sweep of this process that did not finish (set by `SweepSummary`; the CLI's exit
+status)."""
 
 _RES = ("analysis", "conductivity", "electronic", "resistor")
 _TAU = ("analysis", "tortuosity", "pore")
@@ -114,11 +129,86 @@ def _pressure_scale(metrics: dict[str, Any], block: str | None, p_max_MPa: Any) 
     return {"pressure_scale": s, "max_pressure_real_equiv_MPa": p}
 
 
+def prepare_job(cfg: DictConfig, job_dir: Path) -> bool:
+    """Whether a sweep job must run into ``job_dir``, made ready for it. False when the directory
+    already holds a finished run of the same resolved configuration (a sweep run again keeps it);
+    `ConfigError` when it holds one of another configuration. A job that did not finish (leftovers,
+    no metrics.json) resumes in place from its ``checkpoint.npz`` when it has one (``resume_from`` is
+    set in ``cfg``); without one the run directory check refuses its leftovers as for any run."""
+    from omegaconf import OmegaConf, open_dict
+
+    from electrodem.config.errors import ConfigError
+
+    if (job_dir / "metrics.json").is_file():
+        previous = job_dir / "resolved_config.yaml"
+
+        def settings(text: str) -> dict[str, Any]:
+            # Both sides through the same YAML round trip; where a job resumed from does not matter.
+            d = OmegaConf.to_container(OmegaConf.create(text))
+            d.pop("resume_from", None)
+            return d
+
+        same = previous.is_file() and settings(previous.read_text()) == settings(
+            OmegaConf.to_yaml(cfg, resolve=True))
+        if not same:
+            raise ConfigError("hydra.sweep.dir", str(job_dir.parent),
+                              f"a new sweep directory, or this sweep's own configuration: job {job_dir.name} "
+                              "there finished another configuration")
+        log.info("job %s already finished with this configuration: kept", job_dir.name)
+        print(f"electrodem: job {job_dir.name} already finished: kept ({job_dir})")
+        return False
+    ck = job_dir / "checkpoint.npz"
+    if ck.is_file() and cfg.get("resume_from") is None:
+        log.info("job %s did not finish: resuming it from %s", job_dir.name, ck)
+        with open_dict(cfg):
+            cfg.resume_from = str(ck)
+    return True
+
+
+def record_failure(job_dir: Path, exit_code: int, error: BaseException | None) -> None:
+    """Append a failed attempt (exit code, error type and its first line, time) to the job's
+    `FAILURES` file."""
+    import datetime
+
+    path = job_dir / FAILURES
+    attempts = json.loads(path.read_text()) if path.is_file() else []
+    message = str(error).strip().splitlines()[0] if error is not None and str(error).strip() else ""
+    attempts.append({
+        "exit_code": int(exit_code),
+        "error": type(error).__name__ if error is not None else "SystemExit",
+        "message": message,
+        "time": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    })
+    job_dir.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(attempts, indent=2))
+
+
+def job_status(job_dir: Path) -> tuple[str, str]:
+    """(status, error) of a sweep job directory: ``finished`` (metrics.json), ``failed`` (its last
+    recorded failure, one line) or ``interrupted`` (neither: killed, or still running)."""
+    if (job_dir / "metrics.json").is_file():
+        return "finished", ""
+    path = job_dir / FAILURES
+    if path.is_file():
+        last = json.loads(path.read_text())[-1]
+        return "failed", f"{last['error']}: {last['message']} (exit code {last['exit_code']})"
+    return "interrupted", "no metrics.json and no recorded failure (killed, or still running)"
+
+
+def job_dirs(sweep_dir: Path) -> list[Path]:
+    """The job directories of a sweep (those Hydra made: they hold ``.hydra/overrides.yaml``, or a
+    result), in job order."""
+    dirs = {p.parents[1] for p in sweep_dir.glob("*/.hydra/overrides.yaml")}
+    dirs |= {p.parent for p in sweep_dir.glob("*/metrics.json")}
+    return sorted(dirs, key=lambda p: (not p.name.isdigit(), int(p.name) if p.name.isdigit() else 0, p.name))
+
+
 def write_summary(sweep_dir: Path) -> Path | None:
-    """Collect ``*/metrics.json`` under ``sweep_dir`` into ``sweep_dir/summary.csv``."""
-    rows = summary_rows(sweep_dir)
+    """Collect the jobs under ``sweep_dir`` into ``sweep_dir/summary.csv``: one row per job, its status
+    and error, and for a finished job its headline metrics."""
+    rows = summary_rows(sweep_dir, finished_only=False)
     if not rows:
-        log.warning("no finished job under %s: no summary.csv", sweep_dir)
+        log.warning("no job under %s: no summary.csv", sweep_dir)
         return None
     keys = list(dict.fromkeys(k for r in rows for k in r))
     out = sweep_dir / "summary.csv"
@@ -129,15 +219,19 @@ def write_summary(sweep_dir: Path) -> Path | None:
     return out
 
 
-def summary_rows(sweep_dir: Path) -> list[dict[str, Any]]:
-    """One row per finished job (``*/metrics.json``) of ``sweep_dir``: job, overrides, headline."""
+def summary_rows(sweep_dir: Path, finished_only: bool = True) -> list[dict[str, Any]]:
+    """One row per job of ``sweep_dir`` (per finished job with ``finished_only``): job, overrides,
+    status, error (`job_status`) and, when finished, the headline metrics."""
     rows = []
-    for mfile in sorted(sweep_dir.glob("*/metrics.json"), key=lambda p: p.parent.name):
-        job = mfile.parent
+    for job in job_dirs(sweep_dir):
+        status, error = job_status(job)
+        if finished_only and status != "finished":
+            continue
         overrides_file = job / ".hydra" / "overrides.yaml"
         overrides = yaml.safe_load(overrides_file.read_text()) if overrides_file.exists() else []
-        row = {"job": job.name, "overrides": " ".join(overrides or [])}
-        row.update(headline_row(json.loads(mfile.read_text())))
+        row = {"job": job.name, "overrides": " ".join(overrides or []), "status": status, "error": error}
+        if status == "finished":
+            row.update(headline_row(json.loads((job / "metrics.json").read_text())))
         rows.append(row)
     return rows
 
@@ -201,6 +295,7 @@ class SweepSummary(Callback):
         if out is None:
             return
         print(f"sweep summary: {out}")
+        FAILED_JOBS[:] = [job.name for job in job_dirs(sweep_dir) if job_status(job)[0] != "finished"]
         for name in self.plots:
             try:
                 made = SWEEP_PLOTS[name](sweep_dir)

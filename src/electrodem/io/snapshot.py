@@ -227,7 +227,15 @@ class Microstructure:
         for k, v in self.fields.items():
             arrays[f"fields__{k}"] = v
         path.parent.mkdir(parents=True, exist_ok=True)
-        np.savez_compressed(path, **arrays)
+        # Atomic: a write cut short (disk full, killed) leaves the previous file as it was, so a run's
+        # checkpoint.npz always holds a complete stage.
+        tmp = path.with_name(path.name + ".tmp.npz")
+        try:
+            np.savez_compressed(tmp, **arrays)
+            tmp.replace(path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
         return path
 
     @classmethod
