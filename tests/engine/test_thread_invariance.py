@@ -15,7 +15,10 @@ resistance (every contact sub-model a settle or a press uses) of two sizes falls
 2,000 more, in two
 fresh processes at 1 and 2 threads (``$ELECTRODEM_CPU_THREADS``, the way the test suite's
 ``--cpu-threads`` reaches the engine); positions, velocities and the plate force must be equal, and
-each process must report the thread count it was asked for.
+each process must report the thread count it was asked for. At one thread the engine's loops run
+serially in the calling thread (`electrodem.engine.arch.SERIAL_LOOPS`, 5x faster per step on small
+systems), so this also checks that the serial and the parallel form of every kernel agree bit for bit
+(which is why the engine compiles without fast-math).
 """
 
 from __future__ import annotations
@@ -63,7 +66,7 @@ sim.run(steps=2000, progress=False)  # the press
 st = sim.state()
 np.savez(sys.argv[1], x=st["positions_m"], v=st["velocities_m_per_s"],
          plate=np.asarray(sim.wall_state()[1]["force_N"]))
-print(json.dumps({"threads": arch.effective_cpu_threads(), "contacts": int(len(sim.contact_arrays()["i"])),
+print(json.dumps({"threads": arch.effective_cpu_threads(), "serial": arch.SERIAL_LOOPS, "contacts": int(len(sim.contact_arrays()["i"])),
                   "max_overlap_ratio": float(sim.diagnostics()["max_overlap_ratio"]), "dt": sim.dt_s}))
 '''
 
@@ -81,6 +84,9 @@ def test_a_cohesive_plastic_bed_is_bitwise_the_same_at_one_and_two_threads(tmp_p
     one = _run(1, tmp_path / "t1.npz")
     two = _run(2, tmp_path / "t2.npz")
     assert one["threads"] == 1 and two["threads"] == 2
+    # At one thread the loops run serially in the calling thread (`arch.SERIAL_LOOPS`), at two in
+    # Taichi's thread pool: two compiled forms of every kernel, which must agree bit for bit.
+    assert one["serial"] is True and two["serial"] is False
     # A dense, loaded bed, not a gas (596 contacts among 836 spheres here): the contact path ran.
     assert one["contacts"] > 300
     a, b = np.load(tmp_path / "t1.npz"), np.load(tmp_path / "t2.npz")

@@ -62,6 +62,7 @@ import numpy as np
 import taichi as ti
 
 from electrodem.config import ConfigError
+from electrodem.engine import arch
 from electrodem.engine.extensions import Extension, kept_index_map
 from electrodem.engine.integrate import _box, _wrap
 
@@ -108,6 +109,7 @@ def _bond_forces(
     """Update every intact bond (history only when dt > 0) and add its loads to both particles."""
     box, per = _box(s)
     advance = dt > 0.0
+    ti.loop_config(serialize=arch.SERIAL_LOOPS)
     for b in range(nb):
         if state[b] == 1:
             i = s.intern[ends[b, 0]]

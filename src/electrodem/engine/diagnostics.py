@@ -2,6 +2,7 @@
 
 import taichi as ti
 
+from electrodem.engine import arch
 from electrodem.engine.cohesion import cohesive_energy as cohesive_energy_of
 from electrodem.engine.contact import thornton_ning_normal
 from electrodem.engine.integrate import D_G, WALL_BOND_BIT, _vec
@@ -51,9 +52,11 @@ def diagnostics(s: ti.template(), p: ti.template(), n: ti.i32, nw: ti.i32):
     unloading the contact, 8/15 E* sqrt(R_p) (d - d_p)^2.5 = 2/5 F (d - d_p) (the plastic work is
     dissipated and not counted)."""
     g = ti.Vector([s.dom[D_G], s.dom[D_G + 1], s.dom[D_G + 2]])
+    ti.loop_config(serialize=arch.SERIAL_LOOPS)
     for k in range(11):
         s.diag[k] = 0.0
     mom = g * 0.0
+    ti.loop_config(serialize=arch.SERIAL_LOOPS)
     for i in range(n):
         xi, vi, wi = s.x[i], s.v[i], s.w[i]
         bad = False
@@ -71,6 +74,7 @@ def diagnostics(s: ti.template(), p: ti.template(), n: ti.i32, nw: ti.i32):
             if s.invI[i] > 0.0:
                 s.diag[O_KE_R] += 0.5 * wi.dot(wi) / s.invI[i]
             ti.atomic_max(s.diag[O_MAX_SPEED], vi.norm())
+    ti.loop_config(serialize=arch.SERIAL_LOOPS)
     for i in range(n):
         xi, ri, mi = s.x[i], s.r[i], s.mat[i]
         for k in range(p.start[i], p.start[i + 1]):
@@ -113,6 +117,7 @@ def export_contacts(
     vector x_i - x_j (m, minimum image, 3)]; returns their number. Order is arbitrary (the caller
     sorts)."""
     count = 0
+    ti.loop_config(serialize=arch.SERIAL_LOOPS)
     for i in range(n):
         xi, ri = s.x[i], s.r[i]
         for k in range(p.start[i], p.start[i + 1]):
@@ -142,6 +147,7 @@ def export_contacts(
 @ti.kernel
 def wall_overlaps(s: ti.template(), n: ti.i32, wk: ti.i32, out: ti.types.ndarray()):
     """Overlap (m) of every particle with wall ``wk`` (<= 0 means no contact)."""
+    ti.loop_config(serialize=arch.SERIAL_LOOPS)
     for i in range(n):
         out[i] = s.r[i] - (s.x[i] - _vec(s.walls, wk, W_PX)).dot(_vec(s.walls, wk, W_NX))
 
@@ -154,6 +160,7 @@ def cohesive_energy(
     ``cohesion`` (see `electrodem.engine.cohesion.cohesive_energy`); JKR counts the pairs whose contact
     flag is set or that overlap."""
     total = 0.0
+    ti.loop_config(serialize=arch.SERIAL_LOOPS)
     for i in range(n):
         xi, ri, mi = s.x[i], s.r[i], s.mat[i]
         for k in range(p.start[i], p.start[i + 1]):

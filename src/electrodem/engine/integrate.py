@@ -40,6 +40,7 @@ import math
 import numpy as np
 import taichi as ti
 
+from electrodem.engine import arch
 from electrodem.engine.cohesion import cohesive_normal_force
 from electrodem.engine.contact import table_contact_law
 from electrodem.engine.model import (
@@ -426,6 +427,7 @@ def forces(
     g = ti.Vector([s.dom[D_G], s.dom[D_G + 1], s.dom[D_G + 2]])
     c_bg = s.dom[D_BG]
     box, per = _box(s)
+    ti.loop_config(serialize=arch.SERIAL_LOOPS)
     for i in range(n):
         _particle_forces(i, s, p, nw, dt, g, c_bg, box, per, tangential, rolling, cohesion)
     _reduce_wall_forces(s, n, nw, 1)
@@ -437,6 +439,7 @@ def _reduce_wall_forces(s, n, nw, active):
     chunks of `WALL_CHUNK` particles summed in index order (in parallel), then the chunks in order.
     Called at the top level of a kernel (its loops are the kernel's own); ``active`` = 0 skips it."""
     n_chunks = (n + WALL_CHUNK - 1) // WALL_CHUNK
+    ti.loop_config(serialize=arch.SERIAL_LOOPS)
     for c in range(n_chunks):
         if active:
             for k in range(nw):
@@ -457,6 +460,7 @@ def _reduce_wall_forces(s, n, nw, active):
 def finish(s: ti.template(), p: ti.template(), n: ti.i32):
     """Complete the forces (reverse pairs) and give the second half kick: the step is done."""
     dt = s.dom[D_DT]
+    ti.loop_config(serialize=arch.SERIAL_LOOPS)
     for i in range(n):
         fi, ti_ = _gather(i, s, p)
         s.f[i] = fi
@@ -487,6 +491,7 @@ def step(
         _move_wall(s, k, dt)
     box, per = _box(s)
     moved = 0
+    ti.loop_config(serialize=arch.SERIAL_LOOPS)
     for i in range(n):
         im_i = s.invm[i]
         iI_i = s.invI[i]
@@ -529,6 +534,7 @@ def step(
     ok = 1 - moved
     g = ti.Vector([s.dom[D_G], s.dom[D_G + 1], s.dom[D_G + 2]])
     c_bg = s.dom[D_BG]
+    ti.loop_config(serialize=arch.SERIAL_LOOPS)
     for i in range(n):
         if ok:
             _particle_forces(i, s, p, nw, dt, g, c_bg, box, per, tangential, rolling, cohesion)
@@ -542,6 +548,7 @@ def drifted(s: ti.template(), n: ti.i32, trigger_d2: float) -> ti.i32:
     test `step` makes, for the split step of ``pre_force`` extensions; see `electrodem.engine.live`)."""
     box, per = _box(s)
     moved = 0
+    ti.loop_config(serialize=arch.SERIAL_LOOPS)
     for i in range(n):
         d = _wrap(s.x[i] - s.xref[i], box, per)
         if d.dot(d) > trigger_d2:

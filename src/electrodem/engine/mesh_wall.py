@@ -46,6 +46,7 @@ import numpy as np
 import taichi as ti
 
 from electrodem.config import ConfigError
+from electrodem.engine import arch
 from electrodem.engine.contact import table_contact_law
 from electrodem.engine.extensions import kept_index_map
 from electrodem.engine.model import P_ESTAR
@@ -150,8 +151,10 @@ def _mesh_forces(
     rolling: ti.template(),
 ):
     """Add the mesh's contact forces to the particles and sum its reports in ``out``."""
+    ti.loop_config(serialize=arch.SERIAL_LOOPS)
     for k in range(N_STEP_OUT):
         out[k] = 0.0
+    ti.loop_config(serialize=arch.SERIAL_LOOPS)
     for i in range(n):
         im_i = s.invm[i]
         if im_i > 0.0:
@@ -269,6 +272,7 @@ def _mesh_forces(
                             )
                             out[O_P] += force.dot(vw)
     # Serial epilogue (one iteration): the work integrates the power of this evaluation over dt.
+    ti.loop_config(serialize=arch.SERIAL_LOOPS)
     for _ in range(1):
         out[O_W] += out[O_P] * dt
         out[O_AW] += ti.abs(out[O_P]) * dt

@@ -31,6 +31,7 @@ import math
 import numpy as np
 import taichi as ti
 
+from electrodem.engine import arch
 from electrodem.engine.scan import exclusive_scan, scratch_size
 from electrodem.engine.state import D_LE_SHIFT, MIN_CAPACITY, acquire, field_holder, release, round_capacity
 from electrodem.engine.walls import MAX_WALLS
@@ -179,6 +180,7 @@ def _bbox(s: ti.template(), c: ti.template(), n: ti.i32):
     # Reductions into kernel-scope scalars become per-thread partial results (no shared atomics).
     x0, y0, z0 = 3e38, 3e38, 3e38
     x1, y1, z1 = -3e38, -3e38, -3e38
+    ti.loop_config(serialize=arch.SERIAL_LOOPS)
     for i in range(n):
         xi = s.x[i]
         ti.atomic_min(x0, xi[0])
@@ -193,8 +195,10 @@ def _bbox(s: ti.template(), c: ti.template(), n: ti.i32):
 
 @ti.kernel
 def _bin(s: ti.template(), c: ti.template(), n: ti.i32, n_cells: ti.i32):
+    ti.loop_config(serialize=arch.SERIAL_LOOPS)
     for k in range(n_cells):
         c.cell_count[k] = 0
+    ti.loop_config(serialize=arch.SERIAL_LOOPS)
     for i in range(n):
         lvl = s.level[i]
         cid = _cell_id(_cell_coord(s.x[i], lvl, c), lvl, c)
@@ -215,12 +219,15 @@ def _insertion_sort(a: ti.template(), lo, hi):
 
 @ti.kernel
 def _scatter(s: ti.template(), c: ti.template(), n: ti.i32, n_cells: ti.i32):
+    ti.loop_config(serialize=arch.SERIAL_LOOPS)
     for k in range(n_cells):
         c.cell_count[k] = 0
+    ti.loop_config(serialize=arch.SERIAL_LOOPS)
     for i in range(n):
         cid = s.cell_of[i]
         slot = ti.atomic_add(c.cell_count[cid], 1)
         s.sorted_ids[c.cell_start[cid] + slot] = i
+    ti.loop_config(serialize=arch.SERIAL_LOOPS)
     for k in range(n_cells):
         _insertion_sort(s.sorted_ids, c.cell_start[k], c.cell_start[k + 1])
 
@@ -328,6 +335,7 @@ def _pairs(
     fill: ti.template(),
     lees: ti.template(),
 ):
+    ti.loop_config(serialize=arch.SERIAL_LOOPS)
     for i in range(n):
         xi = s.x[i]
         ri = s.r[i]
@@ -420,12 +428,16 @@ def permute_particles(s: ti.template(), n: ti.i32, nw: ti.i32):
     Each field goes through one scratch buffer (gather into it, copy back), so the store needs no
     second copy of the state. ``cell_of`` is free once the particles are binned and serves as the
     integer scratch buffer."""
+    ti.loop_config(serialize=arch.SERIAL_LOOPS)
     for a in ti.static((s.x, s.v, s.w, s.f, s.tq)):
         _permute_field(a, s.tmp_v, s.sorted_ids, n)
+    ti.loop_config(serialize=arch.SERIAL_LOOPS)
     for a in ti.static((s.r, s.invm, s.invI, s.gm)):
         _permute_field(a, s.tmp_s, s.sorted_ids, n)
+    ti.loop_config(serialize=arch.SERIAL_LOOPS)
     for a in ti.static((s.mat, s.level, s.ext, s.wflag)):
         _permute_field(a, s.cell_of, s.sorted_ids, n)
+    ti.loop_config(serialize=arch.SERIAL_LOOPS)
     for wk in ti.static(range(MAX_WALLS)):
         m = 0
         if wk < nw:
@@ -435,6 +447,7 @@ def permute_particles(s: ti.template(), n: ti.i32, nw: ti.i32):
             _permute_column(s.whr, wk, s.tmp_v, s.sorted_ids, m)
         if ti.static(s.plastic):
             _permute_column(s.wdm, wk, s.tmp_s, s.sorted_ids, m)
+    ti.loop_config(serialize=arch.SERIAL_LOOPS)
     for t in range(n):
         s.intern[s.ext[t]] = t
 
@@ -478,8 +491,10 @@ def _carry_history(s: ti.template(), p: ti.template(), n: ti.i32, n_old: ti.i32)
     Runs over the old pairs that have history (the ones in contact, about half of the list) instead
     of looking every new pair up; pairs absent from the new list lose theirs, as they have separated.
     ``cell_of`` (free after the re-ordering) holds the new index of each old one."""
+    ti.loop_config(serialize=arch.SERIAL_LOOPS)
     for t in range(n):
         s.cell_of[s.sorted_ids[t]] = t
+    ti.loop_config(serialize=arch.SERIAL_LOOPS)
     for oi in range(n_old):
         for k in range(p.old_start[oi], p.old_start[oi + 1]):
             h_t = p.old_ht[k]
@@ -498,8 +513,10 @@ def _carry_history(s: ti.template(), p: ti.template(), n: ti.i32, n_old: ti.i32)
 
 @ti.kernel
 def _save_old(p: ti.template(), n_old: ti.i32, n_pairs: ti.i32):
+    ti.loop_config(serialize=arch.SERIAL_LOOPS)
     for i in range(n_old + 1):
         p.old_start[i] = p.start[i]
+    ti.loop_config(serialize=arch.SERIAL_LOOPS)
     for k in range(n_pairs):
         p.old_j[k] = p.j[k]
         p.old_ht[k] = p.ht[k]
@@ -513,8 +530,10 @@ def _save_old(p: ti.template(), n_old: ti.i32, n_pairs: ti.i32):
 
 @ti.kernel
 def _reverse_count(s: ti.template(), p: ti.template(), n: ti.i32):
+    ti.loop_config(serialize=arch.SERIAL_LOOPS)
     for i in range(n):
         s.rev_count[i] = 0
+    ti.loop_config(serialize=arch.SERIAL_LOOPS)
     for i in range(n):
         for k in range(p.start[i], p.start[i + 1]):
             ti.atomic_add(s.rev_count[p.j[k]], 1)
@@ -522,19 +541,23 @@ def _reverse_count(s: ti.template(), p: ti.template(), n: ti.i32):
 
 @ti.kernel
 def _reverse_fill(s: ti.template(), p: ti.template(), n: ti.i32):
+    ti.loop_config(serialize=arch.SERIAL_LOOPS)
     for i in range(n):
         s.rev_count[i] = 0
+    ti.loop_config(serialize=arch.SERIAL_LOOPS)
     for i in range(n):
         for k in range(p.start[i], p.start[i + 1]):
             j = p.j[k]
             slot = ti.atomic_add(s.rev_count[j], 1)
             p.rev_k[p.rev_start[j] + slot] = k
+    ti.loop_config(serialize=arch.SERIAL_LOOPS)
     for j in range(n):
         _insertion_sort(p.rev_k, p.rev_start[j], p.rev_start[j + 1])
 
 
 @ti.kernel
 def _copy_positions(s: ti.template(), n: ti.i32):
+    ti.loop_config(serialize=arch.SERIAL_LOOPS)
     for i in range(n):
         s.xref[i] = s.x[i]
 

@@ -7,12 +7,15 @@ writes its running sums in parallel. (``ti.algorithms.PrefixSumExecutor`` is CUD
 
 import taichi as ti
 
+from electrodem.engine import arch
+
 BLOCK = 512
 
 
 @ti.kernel
 def exclusive_scan(counts: ti.template(), out: ti.template(), bsum: ti.template(), n: ti.i32) -> ti.i32:
     nb = (n + BLOCK - 1) // BLOCK
+    ti.loop_config(serialize=arch.SERIAL_LOOPS)
     for b in range(nb):
         s = 0
         for k in range(b * BLOCK, ti.min((b + 1) * BLOCK, n)):
@@ -24,6 +27,7 @@ def exclusive_scan(counts: ti.template(), out: ti.template(), bsum: ti.template(
         s = bsum[b]
         bsum[b] = total
         total += s
+    ti.loop_config(serialize=arch.SERIAL_LOOPS)
     for b in range(nb):
         run = bsum[b]
         for k in range(b * BLOCK, ti.min((b + 1) * BLOCK, n)):

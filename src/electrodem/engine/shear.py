@@ -20,6 +20,7 @@ import numpy as np
 import taichi as ti
 
 from electrodem.config import ConfigError
+from electrodem.engine import arch
 
 SERIES = (
     "strain",
@@ -36,6 +37,7 @@ SERIES = (
 @ti.kernel
 def _affine(s: ti.template(), n: ti.i32, rate: float, keep: ti.i32):
     lz = s.dom[2]
+    ti.loop_config(serialize=arch.SERIAL_LOOPS)
     for i in range(n):
         if s.invm[i] > 0.0:
             v = s.v[i]

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import taichi as ti
 
+from electrodem.engine import arch
 from electrodem.engine.neighbors import min_image
 from electrodem.engine.state import D_LE_DV
 
@@ -40,6 +41,7 @@ def _virial(
     """Accumulate sum f (x) d and sum m v' (x) v' (N m) per slab into ``out`` (k, 3, 3)."""
     lz = s.dom[2]
     rate = s.dom[D_LE_DV] / lz
+    ti.loop_config(serialize=arch.SERIAL_LOOPS)
     for i in range(n):
         xi = s.x[i]
         for t in range(p.start[i], p.start[i + 1]):

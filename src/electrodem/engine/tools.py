@@ -33,6 +33,7 @@ import numpy as np
 import taichi as ti
 
 from electrodem.config import ConfigError
+from electrodem.engine import arch
 from electrodem.engine.contact import table_contact_law
 from electrodem.engine.extensions import Extension, kept_index_map
 from electrodem.engine.model import P_ESTAR
@@ -107,10 +108,12 @@ def _roller_forces(
     rolling: ti.template(),
 ):
     """Add the roll's contact forces to the particles (internal order) and sum its reports in ``out``."""
+    ti.loop_config(serialize=arch.SERIAL_LOOPS)
     for k in range(N_STEP_OUT):
         out[k] = 0.0
     lx = s.dom[0]
     perx = s.dom[3] > 0.5
+    ti.loop_config(serialize=arch.SERIAL_LOOPS)
     for i in range(n):
         im_i = s.invm[i]
         if im_i > 0.0:
@@ -174,6 +177,7 @@ def _roller_forces(
                     ht[e] = zero
                     hr[e] = zero
     # Serial epilogue (one iteration): the work integrates the power of this evaluation over dt.
+    ti.loop_config(serialize=arch.SERIAL_LOOPS)
     for _ in range(1):
         out[O_W] += out[O_P] * dt
         out[O_AW] += ti.abs(out[O_P]) * dt
