@@ -66,7 +66,8 @@ sim.run(steps=2000, progress=False)  # the press
 st = sim.state()
 np.savez(sys.argv[1], x=st["positions_m"], v=st["velocities_m_per_s"],
          plate=np.asarray(sim.wall_state()[1]["force_N"]))
-print(json.dumps({"threads": arch.effective_cpu_threads(), "serial": arch.SERIAL_LOOPS, "contacts": int(len(sim.contact_arrays()["i"])),
+print(json.dumps({"threads": arch.effective_cpu_threads(), "serial": arch.SERIAL_LOOPS,
+                  "contacts": int(len(sim.contact_arrays()["i"])),
                   "max_overlap_ratio": float(sim.diagnostics()["max_overlap_ratio"]), "dt": sim.dt_s}))
 '''
 
