@@ -336,3 +336,29 @@ def test_progress_bar_and_potential_before_solve(capsys: pytest.CaptureFixture[s
     inside = v != -1.0  # the trimmed (non-percolating) voxels keep the fill value
     assert v.shape == mask.shape and inside.sum() == solver.result.n_unknowns
     assert v[inside].max() <= 1.0 + 1e-4 and v[inside].min() >= -1e-4  # maximum principle
+
+
+def test_a_failed_solve_is_an_error_and_an_unconverged_one_a_warned_result(monkeypatch, caplog) -> None:
+    """A solve that yields no finite current through a phase that connects both faces is a solver
+    failure (`TransportSolveError`), never sigma = 0 / tau = inf, which read as "does not percolate";
+    a solve stopped by its iteration cap is returned with converged = False and a logged warning."""
+    import logging
+
+    from electrodem.analysis import transport
+
+    img = (np.random.default_rng(0).random((24, 24, 24)) < 0.6).astype(np.uint8)
+    with caplog.at_level(logging.WARNING, logger="electrodem"):
+        res = transport.solve_transport(img, 1, "z", max_iterations=1)
+    assert res.percolates and not res.converged and math.isfinite(res.tortuosity_factor)
+    assert any("did NOT converge" in r.getMessage() for r in caplog.records)
+
+    real = transport.pcg
+
+    def nan_pcg(*args, **kwargs):
+        out = real(*args, **kwargs)
+        out.x[:] = np.nan
+        return out
+
+    monkeypatch.setattr(transport, "pcg", nan_pcg)
+    with pytest.raises(transport.TransportSolveError, match="solver failure, not a percolation result"):
+        transport.solve_transport(img, 1, "z")

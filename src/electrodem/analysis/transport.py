@@ -70,6 +70,7 @@ float32 iterate; ``precision`` and ``precision_fallback`` in the result say so.
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections.abc import Mapping, Sequence
@@ -96,6 +97,14 @@ from electrodem.analysis.voxel_multigrid import (
 )
 from electrodem.analysis.voxelize import VoxelImage
 from electrodem.config.errors import ConfigError
+
+log = logging.getLogger("electrodem")
+
+
+class TransportSolveError(RuntimeError):
+    """The solver failed on a phase that connects the two faces: no finite, positive current came out
+    (a diverged or NaN solve). Never reported as sigma = 0 / tau = inf, which would read as a phase
+    that does not percolate."""
 
 AXES = ("x", "y", "z")
 FLOAT32_FLUX_RTOL = 3e-5
@@ -520,6 +529,14 @@ class TransportSolver:
             iterations += out.iterations
             ok = spread_of(out.x) <= self.flux_rtol
         t_solve = time.perf_counter() - t1
+        where = f"voxel transport along {AXES[t]} ({n_cells} connected cells, {iterations} iterations)"
+        if not (math.isfinite(last["current"]) and last["current"] > 0.0):
+            raise TransportSolveError(
+                f"{where}: the solve failed ({out.stop_reason}; no finite positive current through a "
+                "phase that connects both faces), which is a solver failure, not a percolation result")
+        if not ok:
+            log.warning("%s did NOT converge (%s): slice-current spread %.2e > flux_rtol %.1e; reported "
+                        "with converged=false", where, out.stop_reason, last["spread"], self.flux_rtol)
         self._cells = cells
         self._potential = out.x
         # sigma_eff = I L / A for a unit potential drop, in the (scaled) units of the system.
@@ -899,14 +916,14 @@ def effective_conductivity_multiphase(
         conducting = sorted(v for v in present if sigma[v] > 0)
         if not conducting:
             reason = f"no conducting voxels: every label present ({present}) has sigma = 0"
-        elif res.percolating_fraction == 0:
+        else:
+            # A failed solve of a connected phase raised `TransportSolveError` in the solver: here the
+            # conducting voxels do not connect the faces.
             side_text = ", ".join(f"{AXES[d]} {sides[d]}" for d in range(3) if d != t)
             reason = (
                 f"the conducting voxels (labels {conducting}) do not connect the two faces normal to "
                 f"{AXES[t]} through shared faces (sides: {side_text})"
             )
-        else:
-            reason = f"the solver found no current (converged={res.converged}): a solver failure"
     return MultiphaseResult(
         axis=res.axis,
         shape=res.shape,
