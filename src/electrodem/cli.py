@@ -30,7 +30,7 @@ def _task(cfg) -> None:  # noqa: ANN001 - Hydra passes a DictConfig
     if HydraConfig.get().mode != RunMode.MULTIRUN:
         _run_job(cfg, run_dir)
         return
-    # One job of a sweep: a failure is recorded in the job's directory (failed.json) and the sweep goes
+    # One job of a sweep: a failure is recorded in the job's directory (failures.json) and the sweep goes
     # on with the other jobs; the summary lists it, and the same command run again redoes only the jobs
     # that did not finish (electrodem.app.sweep.prepare_job).
     from electrodem.app.sweep import prepare_job, record_failure
@@ -152,9 +152,10 @@ def main() -> None:
         raise SystemExit(2)
     import hydra
 
-    hydra.main(version_base=None, config_path=str(config_dir()), config_name="config")(_task)()
     from electrodem.app import sweep
 
+    sweep.FAILED_JOBS.clear()  # a process may run several commands (the tests run them in-process)
+    hydra.main(version_base=None, config_path=str(config_dir()), config_name="config")(_task)()
     if sweep.FAILED_JOBS:
         # The sweep finished its other jobs; its exit status still says that some did not.
         print(f"electrodem: {len(sweep.FAILED_JOBS)} sweep job(s) failed: {', '.join(sweep.FAILED_JOBS)} "
