@@ -48,7 +48,8 @@ def _task(cfg) -> None:  # noqa: ANN001 - Hydra passes a DictConfig
 
 def _run_job(cfg, run_dir: Path) -> None:  # noqa: ANN001 - Hydra passes a DictConfig
     """Run one configuration into ``run_dir``; a refused input exits with code 2, an unstable
-    simulation with code 3 (the exception stays the SystemExit's ``__context__``)."""
+    simulation with code 3, an unwritable output with 4, a failed transport solve with 5 (the
+    exception stays the SystemExit's ``__context__``)."""
     from electrodem.app.runner import run, summary_table
     from electrodem.config.errors import ConfigError
 
@@ -70,12 +71,19 @@ def _run_job(cfg, run_dir: Path) -> None:  # noqa: ANN001 - Hydra passes a DictC
         # An unstable simulation (engine guard) stops with its diagnosis; the run directory keeps
         # checkpoint.npz (last completed stage) and the engine's last good state.
         engine = sys.modules.get("electrodem.engine.simulation")  # loaded only if the engine ran
-        if engine is None or not isinstance(e, engine.SimulationError):
-            raise
-        log.error("simulation unstable: %s", e)
-        print(f"electrodem: simulation unstable: {e}\nrun directory (checkpoints kept): {run_dir}",
-              file=sys.stderr)
-        raise SystemExit(3) from None
+        if engine is not None and isinstance(e, engine.SimulationError):
+            log.error("simulation unstable: %s", e)
+            print(f"electrodem: simulation unstable: {e}\nrun directory (checkpoints kept): {run_dir}",
+                  file=sys.stderr)
+            raise SystemExit(3) from None
+        # A failed transport solve is not a result: one line; checkpoint.npz keeps the last stage.
+        transport = sys.modules.get("electrodem.analysis.transport")
+        if transport is not None and isinstance(e, transport.TransportSolveError):
+            log.error("analysis failed: %s", e)
+            print(f"electrodem: analysis failed: {e}\nrun directory (checkpoints kept): {run_dir}",
+                  file=sys.stderr)
+            raise SystemExit(5) from None
+        raise
     print(summary_table(metrics))
     print(f"outputs: {run_dir}")
 

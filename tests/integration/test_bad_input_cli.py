@@ -92,3 +92,22 @@ def test_a_full_disk_stops_the_run_in_one_line_and_keeps_the_last_checkpoint(tmp
     assert not list(run.glob("*.tmp.npz")) and not (run / "microstructure.npz").exists()
     assert Microstructure.load(run / "checkpoint.npz").metadata["completed_stages"] == ["place"]
 
+
+
+def test_a_failed_transport_solve_ends_the_run_in_one_line(tmp_path, monkeypatch):
+    """A voxel solve that fails on a spanning phase (`TransportSolveError`, e.g. NaN) is neither a
+    sigma = 0 result nor a traceback: exit code 5, one line, checkpoint.npz holding the last stage."""
+    from electrodem.analysis import transport
+    from electrodem.io.snapshot import Microstructure
+
+    def fail(self):
+        raise transport.TransportSolveError("voxel transport along z: the solve failed (test)")
+
+    monkeypatch.setattr(transport.TransportSolver, "solve", fail)
+    run = tmp_path / "run"
+    p = electrodem("+experiment=smoke", "route=place", f"hydra.run.dir={run}", check=False, in_process=True)
+    assert p.returncode == 5, p.stderr
+    (line,) = [ln for ln in p.stderr.splitlines() if ln.startswith("electrodem: analysis failed")]
+    assert "the solve failed (test)" in line and "Traceback" not in p.stderr
+    assert not (run / "metrics.json").exists()
+    assert Microstructure.load(run / "checkpoint.npz").metadata["completed_stages"] == ["place"]
