@@ -37,7 +37,7 @@ from electrodem.engine import EngineOptions, SimulationError
 from electrodem.io.snapshot import Microstructure, Species
 from electrodem.process.compact import CONTACT, CompactParams, compact
 from electrodem.process.engine_map import ContactParams, ShortcutParams
-from electrodem.process.place import perturb_positions
+from electrodem.process.place import perturb_positions, sequential_bed
 
 R, RHO, E, NU = 5e-6, 2000.0, 1e10, 0.3
 PRE_POROSITY, TARGET_POROSITY = 0.47, 0.44
@@ -48,18 +48,8 @@ every 50 sqrt(s / 0.005) steps: the same simulated time."""
 
 def loose_bed(n: int, seed: int) -> Microstructure:
     """n equal spheres without overlap at solid fraction 0.33 (random sequential addition), 12 R box."""
-    rng = np.random.default_rng(seed)
     side = 12 * R
-    h = n * 4 / 3 * np.pi * R**3 / (side * side * 0.33)
-    pos = np.zeros((n, 3))
-    for k in range(n):
-        while True:
-            p = np.array([rng.random() * side, rng.random() * side, R + rng.random() * (h - 2 * R)])
-            d = pos[:k] - p
-            d[:, :2] -= side * np.round(d[:, :2] / side)
-            if k == 0 or np.all(np.linalg.norm(d, axis=1) > 2 * R):
-                pos[k] = p
-                break
+    pos, h = sequential_bed(np.full(n, R), side, 0.33, np.random.default_rng(seed))
     species = (Species("am", "AM", RHO, E, NU),)
     return Microstructure(pos, np.full(n, R), np.zeros(n, int), species, np.array([side, side, 2 * h]))
 

@@ -16,6 +16,7 @@ from electrodem.engine import EngineOptions, Material
 from electrodem.io.snapshot import Microstructure, Species
 from electrodem.process.compact import CompactParams, compact
 from electrodem.process.engine_map import ContactParams, ShortcutParams
+from electrodem.process.place import sequential_bed
 from electrodem.process.settle import (
     SettleParams,
     bed_packing,
@@ -33,19 +34,7 @@ def _loose_bed(seed: int = 0) -> Microstructure:
     ~0.25 in a 24 x 24 um periodic box (sequential random addition, largest first)."""
     rng = np.random.default_rng(seed)
     r = np.concatenate([rng.uniform(2e-6, 5e-6, 40), rng.uniform(0.3e-6, 0.6e-6, 800)])
-    box = np.array([24e-6, 24e-6, 0.0])
-    h = (4 / 3 * np.pi * r**3).sum() / (box[0] * box[1] * 0.25)
-    pos = np.zeros((len(r), 3))
-    for k in range(len(r)):
-        for _ in range(10_000):
-            p = np.array([rng.random() * box[0], rng.random() * box[1], r[k] + rng.random() * (h - 2 * r[k])])
-            d = pos[:k] - p
-            d[:, :2] -= box[:2] * np.round(d[:, :2] / box[:2])
-            if k == 0 or np.all(np.linalg.norm(d, axis=1) > r[:k] + r[k]):
-                pos[k] = p
-                break
-        else:
-            raise RuntimeError("could not place the loose bed")
+    pos, h = sequential_bed(r, 24e-6, 0.25, rng, max_tries=10_000)
     species = (Species("nmc", "AM", 4750.0, 200e9, 0.25), Species("cb", "CB", 1900.0, 1e9, 0.3))
     sid = np.r_[np.zeros(40, int), np.ones(800, int)]
     return Microstructure(pos, r, sid, species, np.array([24e-6, 24e-6, 2 * h]), metadata={"stage": "placed"})

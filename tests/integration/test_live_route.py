@@ -29,6 +29,7 @@ from electrodem.process.calender import CalenderParams, _build_sim, calender
 from electrodem.process.compact import CompactParams, compact
 from electrodem.process.engine_map import ContactParams, ShortcutParams, engine_materials
 from electrodem.process.live import EngineSetup, engine_for, with_engine_extras
+from electrodem.process.place import sequential_bed
 from electrodem.process.settle import SettleParams, settle
 
 R_P = 10e-6
@@ -93,16 +94,7 @@ def _random_bed(seed: int, n: int = 80) -> Microstructure:
     rng = np.random.default_rng(seed)
     r = rng.uniform(8e-6, 12e-6, n)
     side = 80e-6
-    h = (4 / 3 * np.pi * r**3).sum() / (side * side * 0.3)
-    pos = np.zeros((n, 3))
-    for k in range(n):
-        while True:
-            p = np.array([rng.random() * side, rng.random() * side, r[k] + rng.random() * (h - 2 * r[k])])
-            d = pos[:k] - p
-            d[:, :2] -= side * np.round(d[:, :2] / side)
-            if k == 0 or np.all(np.linalg.norm(d, axis=1) > r[:k] + r[k]):
-                pos[k] = p
-                break
+    pos, h = sequential_bed(r, side, 0.3, rng)
     sp = (Species("am", "AM", 2500.0, E, NU),)
     return Microstructure(pos, r, np.zeros(n, int), sp, np.array([side, side, 2 * h]))
 

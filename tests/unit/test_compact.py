@@ -17,6 +17,7 @@ from electrodem.io.snapshot import Microstructure, Species
 from electrodem.materials.collector import COLLECTORS
 from electrodem.process.compact import CONTACT, CompactParams, bed_tangent_stiffness_N_per_m, compact
 from electrodem.process.engine_map import TOOL_STEEL, ContactParams, ShortcutParams
+from electrodem.process.place import sequential_bed
 
 R = 5e-6
 E, NU, RHO = 5e7, 0.3, 2000.0
@@ -62,18 +63,8 @@ def _hertz_stack_pressure_Pa(compression_m: float, n_z: int) -> float:
 
 def _random_bed(n: int = 300, seed: int = 1) -> Microstructure:
     """n equal spheres placed without overlap at solid fraction 0.33 (random sequential addition)."""
-    rng = np.random.default_rng(seed)
     L = 12 * R
-    h = n * 4 / 3 * np.pi * R**3 / (L * L * 0.33)
-    pos = np.zeros((n, 3))
-    for k in range(n):
-        while True:
-            p = np.array([rng.random() * L, rng.random() * L, R + rng.random() * (h - 2 * R)])
-            d = pos[:k] - p
-            d[:, :2] -= L * np.round(d[:, :2] / L)
-            if k == 0 or np.all(np.linalg.norm(d, axis=1) > 2 * R):
-                pos[k] = p
-                break
+    pos, h = sequential_bed(np.full(n, R), L, 0.33, np.random.default_rng(seed))
     return Microstructure(pos, np.full(n, R), np.zeros(n, int), _species(), np.array([L, L, 2 * h]))
 
 

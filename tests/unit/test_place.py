@@ -91,3 +91,27 @@ def test_hundred_thousand_particles_with_size_ratio_50():
     m = place(pop, 40e-6, 40e-6, PlaceParams(packing_fraction=0.3), seed=3, progress=False)
     assert m.n == 100_150
     assert min_gap_m(m.positions_m, m.radii_m, m.box_m) >= 0.0
+
+
+def test_sequential_bed_places_without_overlap_inside_its_layer_or_says_it_cannot():
+    """The tests' and studies' reference placer: no two spheres overlap (minimum image in x, y), every
+    sphere lies between the collector and the layer height, and a sphere that finds no room within its
+    draws is an error, not an overlap."""
+    from electrodem.process.place import sequential_bed
+
+    rng = np.random.default_rng(3)
+    r = np.r_[np.full(20, 4e-6), rng.uniform(0.5e-6, 1e-6, 400)]
+    side = 30e-6
+    pos, h = sequential_bed(r, side, 0.3, rng)
+    assert h > 2 * r.max()
+    d = pos[:, None, :] - pos[None, :, :]
+    d[..., :2] -= side * np.round(d[..., :2] / side)
+    gap = np.linalg.norm(d, axis=-1) - (r[:, None] + r[None, :])
+    np.fill_diagonal(gap, np.inf)
+    assert gap.min() > 0
+    assert np.all(pos[:, 2] >= r) and np.all(pos[:, 2] <= h - r)
+    assert np.all((pos[:, :2] >= 0) & (pos[:, :2] < side))
+    with pytest.raises(RuntimeError, match="found no room"):
+        sequential_bed(np.full(60, 4e-6), 20e-6, 0.6, np.random.default_rng(0), max_tries=50)
+    with pytest.raises(ValueError, match="cannot hold a sphere"):  # thinner than one diameter
+        sequential_bed(np.full(2, 4e-6), 30e-6, 0.3, np.random.default_rng(0))

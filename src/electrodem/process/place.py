@@ -13,6 +13,7 @@ largest particle for every small one (the multi-level grid idea, with scipy's k-
 
 from __future__ import annotations
 
+import itertools
 import logging
 from dataclasses import dataclass
 
@@ -124,6 +125,33 @@ def perturb_positions(pos: np.ndarray, radii: np.ndarray, box: np.ndarray, rel: 
     out = pos + u * rel * np.asarray(box, dtype=float)[None, :]
     out[:, 2] = np.maximum(out[:, 2], np.minimum(pos[:, 2], radii))
     return out
+
+
+def sequential_bed(radii_m: np.ndarray, side_m: float, solid_fraction: float, rng: np.random.Generator,
+                   max_tries: int | None = None) -> tuple[np.ndarray, float]:
+    """(positions (n, 3) m, layer height m): spheres of ``radii_m`` added one at a time, in the given
+    order, at uniform random positions in a square ``side_m`` box periodic in x and y, between the
+    collector (z >= r) and the height at which their volume fills ``solid_fraction`` of it; a draw that
+    overlaps a sphere already placed is redrawn (three ``rng.random()`` calls per draw). The brute-force
+    reference placer of the tests and studies (O(n^2), small beds); `place` is the production one.
+    RuntimeError when a sphere finds no room in ``max_tries`` draws (None: no limit)."""
+    r = np.asarray(radii_m, dtype=float)
+    h = float((4.0 / 3.0 * np.pi * r**3).sum() / (side_m * side_m * solid_fraction))
+    if h < 2.0 * r.max():
+        raise ValueError(f"a layer {h:.3g} m thick cannot hold a sphere of radius {r.max():.3g} m: "
+                         "more spheres, a smaller box or a lower solid fraction")
+    pos = np.zeros((len(r), 3))
+    for k in range(len(r)):
+        for _ in itertools.count() if max_tries is None else range(max_tries):
+            p = np.array([rng.random() * side_m, rng.random() * side_m, r[k] + rng.random() * (h - 2 * r[k])])
+            d = pos[:k] - p
+            d[:, :2] -= side_m * np.round(d[:, :2] / side_m)
+            if k == 0 or np.all(np.linalg.norm(d, axis=1) > r[:k] + r[k]):
+                pos[k] = p
+                break
+        else:
+            raise RuntimeError(f"sphere {k} (r = {r[k]:.3g} m) found no room in {max_tries} draws")
+    return pos, h
 
 
 def place(pop: Population, box_x_m: float, box_y_m: float, params: PlaceParams, seed: int,
