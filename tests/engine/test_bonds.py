@@ -336,3 +336,51 @@ def test_snapshot_table_and_bad_input(tmp_path) -> None:
         bonds.add([99], [0])
     with pytest.raises(ConfigError, match="mask"):
         bonds.break_where(np.zeros(3, bool))
+
+
+def _sheared(rate: float, box: float = 4e-4) -> Simulation:
+    return _sim(periodic=(True, True, True), box=box, dt_s=1e-9, shear_rate_per_s=rate)
+
+
+def test_a_bond_across_the_lees_edwards_face_shears_like_one_inside() -> None:
+    """Two identical bonds along z, both ends driven at the streaming velocity u_x = rate (z - Lz/2):
+    one inside the box, one joining a particle at the top to one at the bottom (through the z face,
+    whose image moves at rate Lz). Both see the same affine shear rate x length, so after t their
+    shear forces are both k_s A rate L t. (The bond kernel once measured the pair across the face
+    without the image's velocity: a spurious rate Lz, 400 times the real one here.)"""
+    box, rate, steps = 4e-4, 1e3, 100
+    sim = _sheared(rate, box)
+    half = SPACING / 2
+    x = np.array([[2e-4, 1e-4, 2e-4 + half], [2e-4, 1e-4, 2e-4 - half],   # inside
+                  [2e-4, 3e-4, box - half], [2e-4, 3e-4, half]])           # across the z face
+    v = np.zeros((4, 3))
+    v[:, 0] = rate * (x[:, 2] - box / 2)
+    sim.add_particles(x, R, "m", fixed=np.ones(4, bool), velocities_m_per_s=v)
+    bonds = sim.add_extension(Bonds(youngs_modulus_Pa=E_B, poisson_ratio=NU_B))
+    bonds.add([0, 3], [1, 2])  # i the upper end of each (the top particle's image lies below the bottom one)
+    sim.run(steps=steps, progress=False)
+    shear = bonds.state()["shear_force_N"]
+    expect = KS * AREA * rate * SPACING * steps * 1e-9
+    np.testing.assert_allclose(np.abs(shear[:, 0]), expect, rtol=1e-6)
+    np.testing.assert_allclose(shear[1], shear[0], rtol=1e-9, atol=1e-12 * expect)
+    np.testing.assert_allclose(bonds.state()["length_m"], bonds.state()["length_m"][0], rtol=1e-9)
+
+
+def test_a_particle_added_past_the_lees_edwards_face_is_its_image_inside() -> None:
+    """A position above the box is the image of one inside it: x moves back by the image offset s and
+    the velocity by the image speed rate Lz, exactly as a particle crossing the face in a step; and
+    `Simulation.min_image` gives the branch vector the contact kernel uses across that face."""
+    box, rate = 4e-4, 1e3
+    sim = _sheared(rate, box)
+    sim.set_lees_edwards_shift(7e-5)
+    s = sim.lees_edwards_shift_m
+    sim.add_particles([[2e-4, 2e-4, box + 3e-5]], R, "m", velocities_m_per_s=[[0.01, 0, 0]])
+    st = sim.state()
+    np.testing.assert_allclose(st["positions_m"][0], [2e-4 - s, 2e-4, 3e-5], rtol=0, atol=1e-18)
+    np.testing.assert_allclose(st["velocities_m_per_s"][0], [0.01 - rate * box, 0, 0], rtol=1e-12)
+    # A partner just below the top face, touching the added particle's image above it.
+    sim.add_particles([[2e-4 + 0.5 * R, 2e-4, box + 3e-5 - 1.5 * R]], R, "m")
+    ca = sim.contact_arrays()
+    assert len(ca["i"]) == 1
+    x = sim.state()["positions_m"]
+    np.testing.assert_allclose(sim.min_image(x[ca["i"]] - x[ca["j"]]), ca["branch_vector_m"], rtol=1e-9)

@@ -64,7 +64,7 @@ import taichi as ti
 from electrodem.config import ConfigError
 from electrodem.engine import arch
 from electrodem.engine.extensions import Extension, kept_index_map
-from electrodem.engine.integrate import _box, _wrap
+from electrodem.engine.integrate import _box, _wrap_v
 
 # Parameter columns (per bond).
 B_RB, B_KN, B_KS, B_ST, B_SS, B_SY, B_EB, B_LI, B_BETA = range(9)
@@ -114,7 +114,8 @@ def _bond_forces(
         if state[b] == 1:
             i = s.intern[ends[b, 0]]
             j = s.intern[ends[b, 1]]
-            d = _wrap(s.x[j] - s.x[i], box, per)
+            # Lees–Edwards: the image of i that j sees across a z face moves at dvx along x.
+            d, dvx = _wrap_v(s.x[j] - s.x[i], box, per)
             length = d.norm()
             n = d / length
             rb = par[b, B_RB]
@@ -127,6 +128,7 @@ def _bond_forces(
             di = ri + 0.5 * (length - ri - s.r[j])
             dj = length - di
             vrel = (s.v[j] + s.w[j].cross(-dj * n)) - (s.v[i] + s.w[i].cross(di * n))
+            vrel[0] -= dvx
             vn = vrel.dot(n)
             vt = vrel - vn * n
             wrel = s.w[j] - s.w[i]
@@ -372,11 +374,7 @@ class Bonds(Extension):
         return st["x"], st["r"]
 
     def _min_image(self, d: np.ndarray) -> np.ndarray:
-        sim = self._sim
-        for a in range(3):
-            if sim.periodic[a]:
-                d[:, a] -= sim.box_m[a] * np.round(d[:, a] / sim.box_m[a])
-        return d
+        return self._sim.min_image(d)
 
     # ------------------------------------------------------------------ creating and breaking
     def add(

@@ -418,6 +418,14 @@ class Simulation:
             else np.asarray(angular_velocities_rad_per_s, float).reshape(k, 3)
         )
         x = x.copy()
+        if self._lees_edwards:
+            # A position past a z face is the image of one inside: x shifts by the image offset and the
+            # velocity by the image speed, as when a particle crosses the face during a step.
+            img = np.floor(x[:, 2] / self.box_m[2])
+            x[:, 2] -= img * self.box_m[2]
+            x[:, 0] -= img * self.lees_edwards_shift_m
+            v = v.copy()
+            v[:, 0] -= img * self.shear_rate_per_s * float(self.box_m[2])
         for a in range(3):
             if self.periodic[a]:
                 x[:, a] = np.mod(x[:, a], self.box_m[a])
@@ -729,6 +737,19 @@ class Simulation:
         self._set_dom(D_LE_SHIFT, (shift_m + 0.5 * lx) % lx - 0.5 * lx)
         self._list_valid = False
         self._forces_valid = False
+
+    def min_image(self, d_m: np.ndarray) -> np.ndarray:
+        """Minimum-image copies of separation vectors ``d_m`` (m, (k, 3)) on the periodic axes; in a
+        Lees–Edwards box crossing a z face also shifts x by the image offset (as the kernels do)."""
+        d = np.array(d_m, dtype=float, ndmin=2)
+        if self._lees_edwards:
+            k = np.round(d[:, 2] / self.box_m[2])
+            d[:, 2] -= k * self.box_m[2]
+            d[:, 0] -= k * self.lees_edwards_shift_m
+        for a in range(3):
+            if self.periodic[a]:
+                d[:, a] -= self.box_m[a] * np.round(d[:, a] / self.box_m[a])
+        return d
 
     @property
     def _lees_edwards(self) -> bool:
