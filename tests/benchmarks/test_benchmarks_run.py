@@ -16,6 +16,7 @@ BENCH = Path(__file__).resolve().parents[2] / "benchmarks"
 
 TINY = {
     "bonded_chain": (["--bonds", "200", "--steps", "20"], "bonds"),
+    "dry_mix": (["--box-um", "20", "--strain", "0.002", "--threads", "1"], "overhead"),
     "dense_bed": (["--n", "300", "--steps", "50", "--settle-steps", "200", "--no-liggghts", "--threads", "1"],
                   "particle_steps_per_s"),
     "live_state": (["--sizes", "200", "--steps", "20", "--threads", "1"], "200"),

@@ -111,6 +111,7 @@ INVALID: dict[str, Any] = {
     "material.*.color": "#12", "material.*.surface_energy_J_m2": -0.005,
     "material.*.contact_yield_pressure_MPa": INF, "material.*.softening_onset_K": -5.0,
     "material.*.melting_K": 0.0, "material.*.sources": "see the paper",
+    "material.*.transition_temperature_C": "room temperature",
     "material.*.psd.distribution": "gamma", "material.*.psd.basis": "mass", "material.*.psd.d50_um": 0.0,
     "material.*.psd.geometric_std": 0.5, "material.*.psd.d_min_um": 50.0, "material.*.psd.d_max_um": 1.0,
     "material.*.psd.d10_um": 20.0, "material.*.psd.d90_um": 5.0,
@@ -158,6 +159,15 @@ INVALID: dict[str, Any] = {
     "shear.shear_rate_per_s": 0.0, "shear.strain": 0.0, "shear.samples": 0,
     "shear.industrial_shear_rate_per_s": 0.0, "shear.affine_start": "yes",
     "shear.max_image_overlap_ratio": -1.0,
+    # --- dry_mix
+    "dry_mix.start_solid_fraction": 0.7, "dry_mix.pressure_MPa": 0.0, "dry_mix.shear_rate_per_s": -2e4,
+    "dry_mix.strain": 0.0, "dry_mix.temperature_K": -10.0, "dry_mix.samples": 0,
+    "dry_mix.agent_interval_steps": 0, "dry_mix.barostat_gain": -0.1, "dry_mix.growth_per_stage": 1.0,
+    "dry_mix.growth_stage_steps": 0, "dry_mix.industrial_shear_rate_per_s": 0.0,
+    "dry_mix.max_overlap_ratio": 0.9, "dry_mix.max_total_overlap_ratio": 5.0, "dry_mix.fibrils": "x",
+    "dry_mix.fibrils.threshold_strain": 0.0, "dry_mix.fibrils.min_bead_radius_ratio": 1.0,
+    "dry_mix.fibrils.anchor_pressure_fraction": -1.0, "dry_mix.fibrils.smear_overlap_ratio": 0.0,
+    "dry_mix.fibrils.source": "",
     # --- analysis
     "analysis.gap_tolerance_rel": 1.5, "analysis.min_contact_radius_rel": 0.0,
     "analysis.use_engine_contacts": "yes", "analysis.top_layer_thickness_um": -1.0,
@@ -183,7 +193,6 @@ ACCEPTS_ANYTHING: dict[str, str] = {
     "material.*.coarse_graining": "free text saying what one sphere stands for (null: one real particle); "
                                   "not read by the code",
     "material.*.melting_point_C": "documented extra key (Material.extra, docs/materials.md), not read",
-    "material.*.transition_temperature_C": "documented extra key (Material.extra), not read",
     "material.*.yield_stress_MPa": "documented extra key (Material.extra), not read",
 }
 
@@ -248,6 +257,7 @@ RANGES: dict[str, Range] = {
     "material.*.friction_coefficient": _r(NONNEG), "material.*.restitution_coefficient": _r("(0, 1]"),
     "material.*.surface_energy_J_m2": _r(NONNEG), "material.*.contact_yield_pressure_MPa": _r(NONNEG),
     "material.*.softening_onset_K": _r(POS), "material.*.melting_K": _r(POS),
+    "material.*.transition_temperature_C": _r("(-273.15, inf)"),
     # nmc811: d50 10 µm
     "material.*.psd.d50_um": _r(POS), "material.*.psd.geometric_std": _r("[1, inf)"),
     "material.*.psd.d_min_um": _r("(0, 10]"), "material.*.psd.d_max_um": _r("[10, inf)"),
@@ -292,6 +302,14 @@ RANGES: dict[str, Range] = {
     "shear.shear_rate_per_s": _r("(-inf, inf)", nonzero=True), "shear.strain": _r(POS),
     "shear.samples": INT1, "shear.industrial_shear_rate_per_s": _r(POS),
     "shear.max_image_overlap_ratio": _r(NONNEG),
+    "dry_mix.start_solid_fraction": _r("[0.3, 0.64]"), "dry_mix.pressure_MPa": _r(POS),
+    "dry_mix.shear_rate_per_s": _r(POS), "dry_mix.strain": _r(POS), "dry_mix.temperature_K": _r(POS),
+    "dry_mix.samples": INT1, "dry_mix.agent_interval_steps": INT1, "dry_mix.barostat_gain": _r("[0, 1]"),
+    "dry_mix.growth_per_stage": _r("(1, 1.05]"), "dry_mix.growth_stage_steps": INT1,
+    "dry_mix.industrial_shear_rate_per_s": _r(POS), "dry_mix.max_overlap_ratio": _r("(0, 0.5]"),
+    "dry_mix.max_total_overlap_ratio": _r("[0.5, 3]"),
+    "dry_mix.fibrils.threshold_strain": _r(POS), "dry_mix.fibrils.min_bead_radius_ratio": _r("(0, 1)"),
+    "dry_mix.fibrils.anchor_pressure_fraction": _r(POS), "dry_mix.fibrils.smear_overlap_ratio": _r(POS),
     "analysis.gap_tolerance_rel": _r("[0, 1)"), "analysis.min_contact_radius_rel": _r("(0, 1]"),
     "analysis.top_layer_thickness_um": _r(NONNEG), "analysis.voxels_per_smallest_diameter": _r(POS),
     "analysis.cbd_porosity": _r("[0, 1)"), "analysis.cbd_sigma_e_S_per_m": _r("(0, 1e8)"),

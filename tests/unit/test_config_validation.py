@@ -97,14 +97,18 @@ def _options(group: str) -> list[str]:
     return sorted(p.stem for p in (config_dir() / group).glob("*.yaml"))
 
 
-CHOICE_GROUPS = ("analysis", "bonds", "calender", "compact", "contact", "engine", "place", "route", "settle",
-                 "shear", "shortcuts")
+CHOICE_GROUPS = ("analysis", "bonds", "calender", "compact", "contact", "dry_mix", "engine", "place", "route",
+                 "settle", "shear", "shortcuts")
+ROUTE_FORMULATION = {"dry_mix": "dry_nmc811_96_2_2"}
+"""Routes that need another formulation than the default wet one (a fibrillating binder)."""
 
 
 @pytest.mark.parametrize(("group", "option"), [(g, o) for g in CHOICE_GROUPS for o in _options(g)])
 def test_every_config_group_option_composes_and_validates(config_dir, group, option):
     """Enumerated from configs/: a new option file is covered without editing this test."""
-    rc = validate(_compose(config_dir, [f"{group}={option}"]))
+    form = [f"formulation={ROUTE_FORMULATION[option]}"] if (group, option) in (
+        ("route", r) for r in ROUTE_FORMULATION) else []
+    rc = validate(_compose(config_dir, [f"{group}={option}", *form]))
     if group == "route":
         assert rc.steps[0] == "place" and len(rc.plan) == len(rc.steps)
 

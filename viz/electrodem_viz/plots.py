@@ -323,3 +323,27 @@ def plot_shear(series: dict[str, Sequence[float]], path: str | Path) -> Path:
         ax.grid(alpha=0.3)
     fig.suptitle("Lees–Edwards shear cell")
     return _save(fig, path)
+
+
+def plot_fibrils(history: dict[str, Sequence[float]], path: str | Path) -> Path:
+    """PTFE fibrillation against shear strain of a dry mix: degree of fibrillation and the fraction of
+    PTFE in fibril networks (left), fibril count and broken bonds (right); ``history`` holds the
+    `electrodem.process.dry_mix.HISTORY` columns (e.g. the run's dry_mix.csv)."""
+    g = np.asarray(history["strain"], float)
+    fig = Figure(figsize=(8.0, 3.4))
+    ax1, ax2 = fig.subplots(1, 2)
+    ax1.plot(g, history["degree_of_fibrillation"], ".-", color="#ff7f0e", ms=4,
+             label="degree of fibrillation")
+    ax1.plot(g, history["network_fraction"], ".--", color="#8c564b", ms=4, label="PTFE in fibril networks")
+    ax1.set_ylabel("PTFE mass fraction")
+    ax1.set_ylim(-0.02, 1.02)
+    ax1.legend(fontsize=8)
+    ax2.plot(g, history["fibril_count"], ".-", color="#1f77b4", ms=4, label="fibrils")
+    ax2.plot(g, history["bonds_broken"], ".--", color="#d62728", ms=4, label="bonds broken")
+    ax2.set_ylabel("count")
+    ax2.legend(fontsize=8)
+    for ax in (ax1, ax2):
+        ax.set_xlabel("shear strain γ")
+        ax.grid(alpha=0.3)
+    fig.suptitle("dry mix: PTFE fibrillation")
+    return _save(fig, path)
