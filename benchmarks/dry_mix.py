@@ -51,16 +51,10 @@ def _dough(box_um: float, threads: int):
 def _knead(dough, params, rc, strain: float, rules: bool) -> tuple[int, float]:
     from electrodem.process import dry_mix as dm
 
-    p = dataclasses.replace(params, strain=strain, samples=1)
-    apply = dm._Agents.apply
-    if not rules:
-        dm._Agents.apply = lambda self, dt_s, scale: None  # the cell without its rules
-    try:
-        t0 = time.perf_counter()
-        _, rep = dm.dry_mix(dough, p, rc.engine, rc.inputs.library, rc.inputs.shared["bonds"]["ptfe_fibril"])
-        return rep["steps"], time.perf_counter() - t0
-    finally:
-        dm._Agents.apply = apply
+    p = dataclasses.replace(params, strain=strain, samples=1, agents=rules)
+    t0 = time.perf_counter()
+    _, rep = dm.dry_mix(dough, p, rc.engine, rc.inputs.library, rc.inputs.shared["bonds"]["ptfe_fibril"])
+    return rep["steps"], time.perf_counter() - t0
 
 
 def main() -> None:

@@ -162,7 +162,8 @@ INVALID: dict[str, Any] = {
     # --- dry_mix
     "dry_mix.start_solid_fraction": 0.7, "dry_mix.pressure_MPa": 0.0, "dry_mix.shear_rate_per_s": -2e4,
     "dry_mix.strain": 0.0, "dry_mix.temperature_K": -10.0, "dry_mix.samples": 0,
-    "dry_mix.agent_interval_steps": 0, "dry_mix.barostat_gain": -0.1, "dry_mix.growth_per_stage": 1.0,
+    "dry_mix.agent_interval_steps": 0, "dry_mix.agents": "yes", "dry_mix.barostat_gain": -0.1,
+    "dry_mix.growth_per_stage": 1.0,
     "dry_mix.growth_stage_steps": 0, "dry_mix.industrial_shear_rate_per_s": 0.0,
     "dry_mix.max_overlap_ratio": 0.9, "dry_mix.max_total_overlap_ratio": 5.0, "dry_mix.fibrils": "x",
     "dry_mix.fibrils.threshold_strain": 0.0, "dry_mix.fibrils.min_bead_radius_ratio": 1.0,

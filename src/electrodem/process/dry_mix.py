@@ -72,6 +72,7 @@ class DryMixParams:
     temperature_K : mixing temperature (K).
     samples : history read-outs over the strain.
     agent_interval_steps : engine steps between two applications of the agent rules and the barostat.
+    agents : apply the PTFE rules (false: the same kneading without them, a reference run).
     barostat_gain : largest relative change of the particle lengths per unit shear strain (0: constant
         volume); see `Barostat`.
     max_overlap_ratio : engine guard: a contact's elastic overlap / the smaller radius (drawn beads,
@@ -92,6 +93,7 @@ class DryMixParams:
     temperature_K: float = 333.15
     samples: int = 30
     agent_interval_steps: int = 50
+    agents: bool = True
     barostat_gain: float = 0.1
     max_overlap_ratio: float = 0.25
     max_total_overlap_ratio: float = 1.5
@@ -129,6 +131,7 @@ class DryMixParams:
         integer("samples", 1)
         integer("agent_interval_steps", 1)
         integer("growth_stage_steps", 1)
+        require(isinstance(self.agents, bool), "dry_mix.agents", self.agents, "true or false")
         require(isinstance(self.fibrils, ptfe.FibrilParams), "dry_mix.fibrils", self.fibrils,
                 "a mapping of FibrilParams keys")
         require(isinstance(self.contact, ContactParams), "dry_mix.contact", self.contact, "a ContactParams")
@@ -511,7 +514,8 @@ def dry_mix(micro: Microstructure, params: DryMixParams, options: Any, library: 
             d_strain = rate * (sim.time_s - t0)
             strain += d_strain
             pressure = float(np.trace(sim.stress_tensor()) / 3.0)
-            agents.apply(sim.time_s - t0, baro.scale)
+            if params.agents:
+                agents.apply(sim.time_s - t0, baro.scale)
             baro.update(sim, pressure, d_strain)
             if bar is not None:
                 bar.update(d_strain)
