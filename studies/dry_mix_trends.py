@@ -66,7 +66,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--strain", type=float, default=2.0)
-    ap.add_argument("--samples", type=int, default=10)
+    ap.add_argument("--samples", type=int, default=20)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--out", type=Path, default=Path("studies/dry_mix_trends_results.md"))
     ap.add_argument("--data-dir", type=Path, default=Path("outputs/studies"),
@@ -88,7 +88,7 @@ def main() -> None:
             v = np.array([r["runs"][str(t)]["history"]["degree_of_fibrillation"][k] for r in results])
             cells.append(f"{v.mean():.3f} ± {v.std():.3f}")
         lines.append(f"| {g:.2f} | " + " | ".join(cells) + " |")
-    lines += ["", "At the end of the kneading, per seed (60 °C / 25 °C): fibrils, drawn beads, bonds intact "
+    lines += ["", "At the end of the kneading, per seed (25 and 60 °C): fibrils, drawn beads, bonds intact "
               "/ cleaved, PTFE smeared, AM carrying smeared mass:", ""]
     for r in results:
         for t in TEMPERATURES_K[1:]:

@@ -5,8 +5,8 @@ particles, packed to a solid fraction of 0.6 once), kneaded at 25 and 60 °C to 
 
 * the hotter dough fibrillates more (degree of fibrillation: PTFE mass fraction in drawn beads) — not a
   curve read back: the rules only see the yield pressure the material record softens with temperature,
-  through the contacts (measured over three seeds while building it: 0.145/0.177, 0.038/0.057,
-  0.131/0.159 at strain 0.5);
+  through the contacts (studies/dry_mix_trends.py: 0.08 ± 0.05 at 25 °C, 0.12 ± 0.08 at 60 °C at strain
+  0.5 over three seeds, the hotter one ahead on every seed at every read-out);
 * fibrillation rises with strain, bonds join the drawn beads, PTFE mass (in beads, plus what was
   smeared onto particles) is conserved to round-off;
 * below the 19 °C crystal transition the beads take strain but none draws.

@@ -92,7 +92,7 @@ class DryMixParams:
     strain: float = 3.0
     temperature_K: float = 333.15
     samples: int = 30
-    agent_interval_steps: int = 50
+    agent_interval_steps: int = 200
     agents: bool = True
     barostat_gain: float = 0.1
     max_overlap_ratio: float = 0.25
