@@ -1,8 +1,8 @@
 """PTFE fibrillation agents: small rules of a bead's state and contacts (DOMAIN.md §7, §8; issue #13).
 
 No published particle model of PTFE fibrillation exists; these rules are the project's. Each one reads
-only material records (yield pressures and their temperature softening, the crystal transition, the
-yield stress) and the mechanics of the contacts, never a species name or a formulation's wt%: a bead
+only material records (contact yield pressures and their temperature softening, the crystal
+transition) and the mechanics of the contacts, never a species name or a formulation's wt%: a bead
 fibrillates when its material record has a crystal ``transition_temperature_C`` (`fibrillating`).
 
 1. **Strain from squeezing partners** (`plastic_work_share`, `squeeze_weight`, `strain_increments`): a
@@ -18,16 +18,21 @@ fibrillates when its material record has a crystal ``transition_temperature_C`` 
    value, "calibrated on ..." in the config (Luo 2021's 0.6/0.9 are macroscopic tensile strains).
 3. **Drawing** (`split_bead`): a bead past its threshold, whose half radius is not below the smallest bead
    allowed (a fraction of the AM radius: the neighbour grid and time step stay sane), draws into two
-   bonded beads of half its radius, placed along the drawing direction inside its old sphere (no new
-   overlap with its neighbours), each with exactly half its mass and half its PTFE mass (halving is exact
-   in binary floating point: PTFE mass is conserved to the last bit). Their strain restarts at 0: each
-   generation of drawing needs eps_th more. A bead of mass m at radius r/2 has the density x 4 and keeps
-   the Rayleigh time (r sqrt(rho)): the time step does not fall (`DRAWN_DENSITY_FACTOR`, a named shortcut).
+   bonded beads of half its radius (less where a neighbour leaves less room, `clear_radius`: no new
+   overlap), placed along the drawing direction inside its old sphere, each with exactly half its mass
+   and half its PTFE mass (halving is exact in binary floating point: conserved to the last bit). Their
+   strain restarts at 0: each generation of drawing needs eps_th more. A bead of mass m at radius r/2
+   has the density x 4 and keeps the Rayleigh time (r sqrt(rho)): the time step does not fall
+   (`DRAWN_DENSITY_FACTOR`, a named shortcut).
 4. **Anchoring and welding** (`anchor_pairs`): a drawn bead pressed onto a harder particle at a mean
    contact pressure of at least ``anchor_pressure_fraction`` x its own yield pressure bonds to it
    (PTFE pressed into the surface roughness); two drawn beads pressed together likewise weld into one
    network. Cleavage is the bond law's own failure (`electrodem.engine.bonds`): over-kneading shortens
    fibrils.
+5. **Read-outs** (`fibril_metrics`): degree of fibrillation (PTFE mass fraction in drawn beads), fibril
+   count (connected PTFE bond networks of >= 2 beads), length per PTFE mass, the real fibril diameter
+   (bead volume spread over its length), the orientation tensor of PTFE–PTFE bonds, AM bridged per fibril
+   and the fraction of AM held by the network.
 6. **Smearing** (`smeared_radii`): a particle softer than the hardest of the mix (a PTFE bead, a
    carbon-black agglomerate) flattened by its partners past ``smear_overlap_ratio`` x its radius (summed
    overlaps: the dough's force chains crush small soft particles) thins at constant mass — it spreads as
@@ -36,10 +41,6 @@ fibrillates when its material record has a crystal ``transition_temperature_C`` 
    still flattened past the limit is spread onto the harder partner that presses it most: it leaves the
    simulation, its mass (and PTFE mass) booked on that partner (agent fields ``smeared_mass_kg``,
    ``smeared_ptfe_kg``): carbon black smeared onto AM (AM coverage), PTFE filmed onto AM.
-5. **Read-outs** (`fibril_metrics`): degree of fibrillation (PTFE mass fraction in drawn beads), fibril
-   count (connected PTFE bond networks of >= 2 beads), length per PTFE mass, the real fibril diameter
-   (bead volume spread over its length), the orientation tensor of PTFE–PTFE bonds, AM bridged per fibril
-   and the fraction of AM held by the network.
 """
 
 from __future__ import annotations

@@ -57,7 +57,7 @@ def run(state: ProcessState, params: DryMixParams, ctx: StepContext) -> dict[str
                              title=f"dry mix to strain {report['strain']:.2f}: {state.micro.n} particles")
     except ImportError:
         log.warning("electrodem_viz is not installed: no dry-mix plot or render")
-    return {k: v for k, v in report.items() if k != "history"} | {"history": report["history"]}
+    return report
 
 
 def check(params: DryMixParams, inputs: RunInputs, prefix: str, groups: Mapping[str, Any]) -> None:
