@@ -98,3 +98,23 @@ def test_shear_cell_experiment_writes_metrics_csv_plot_and_render(tmp_path, chao
     half = g >= 0.5 * g[-1]
     mu = np.array([float(r["friction_coefficient"]) for r in rows])
     assert block["friction_coefficient"] == pytest.approx(float(np.nanmean(mu[half])), rel=1e-6)
+
+
+def test_a_pressure_controlled_shear_cell_compacts_the_placed_gas_and_scales_back(tmp_path):
+    """``shear.pressure_MPa``: the barostat grows the particles of the loose placed cell (solid fraction
+    0.3) towards the imposed pressure; the output is scaled back (real radii, a smaller box) and says so."""
+    run = tmp_path / "run"
+    electrodem("+experiment=shear_cell", "shear.pressure_MPa=0.001", "shear.strain=0.3", "shear.samples=3",
+               f"hydra.run.dir={run}", in_process=True)
+    m = json.loads((run / "metrics.json").read_text())
+    block = m["shear"]
+    assert block["pressure_controlled"] is True and "barostat" in m["shortcuts"]["shear"]
+    assert 0.3 < block["solid_fraction"] < 0.74
+    micro = Microstructure.load(run / "microstructure.npz")
+    assert np.all(micro.box_m < 20e-6)  # the placed box was 20 x 20 µm
+    phi = float(micro.volumes_m3.sum() / np.prod(micro.box_m))
+    assert phi == pytest.approx(block["solid_fraction"], rel=1e-9)
+    with (run / "shear.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 3 and "solid_fraction" in rows[0] and "length_scale" in rows[0]
+    assert float(rows[-1]["length_scale"]) > 1.0

@@ -158,7 +158,7 @@ INVALID: dict[str, Any] = {
     # --- shear
     "shear.shear_rate_per_s": 0.0, "shear.strain": 0.0, "shear.samples": 0,
     "shear.industrial_shear_rate_per_s": 0.0, "shear.affine_start": "yes",
-    "shear.max_image_overlap_ratio": -1.0,
+    "shear.max_image_overlap_ratio": -1.0, "shear.pressure_MPa": -1.0, "shear.barostat_gain": 2.0,
     # --- dry_mix
     "dry_mix.start_solid_fraction": 0.7, "dry_mix.pressure_MPa": 0.0, "dry_mix.shear_rate_per_s": -2e4,
     "dry_mix.strain": 0.0, "dry_mix.temperature_K": -10.0, "dry_mix.samples": 0,
@@ -302,7 +302,8 @@ RANGES: dict[str, Range] = {
     "calender.max_steps_per_pass": INT1,
     "shear.shear_rate_per_s": _r("(-inf, inf)", nonzero=True), "shear.strain": _r(POS),
     "shear.samples": INT1, "shear.industrial_shear_rate_per_s": _r(POS),
-    "shear.max_image_overlap_ratio": _r(NONNEG),
+    "shear.max_image_overlap_ratio": _r(NONNEG), "shear.pressure_MPa": _r(POS),
+    "shear.barostat_gain": _r("[0, 1]"),
     "dry_mix.start_solid_fraction": _r("[0.3, 0.64]"), "dry_mix.pressure_MPa": _r(POS),
     "dry_mix.shear_rate_per_s": _r(POS), "dry_mix.strain": _r(POS), "dry_mix.temperature_K": _r(POS),
     "dry_mix.samples": INT1, "dry_mix.agent_interval_steps": INT1, "dry_mix.barostat_gain": _r("[0, 1]"),

@@ -22,6 +22,8 @@ import taichi as ti
 from electrodem.config import ConfigError
 from electrodem.engine import arch
 
+BAROSTAT_STEP = 2.0e-4
+"""Smallest relative length change the barostat applies (it accumulates smaller ones)."""
 SERIES = (
     "strain",
     "time_s",
@@ -83,6 +85,36 @@ def shear_state(sim: Any) -> dict[str, Any]:
     }
 
 
+class Barostat:
+    """Holds a Lees–Edwards cell's pressure by scaling every particle length (radii x g, masses x g^3:
+    density kept) instead of the box, which such a cell cannot change. A uniform scaling of all lengths
+    leaves stresses and strains of a packing unchanged (Hertz forces go as L^2, areas as L^2), so the
+    sheared assembly is the one of real sizes in a box of side L / g, its time scale stretched by g.
+    Over a shear strain increment d(gamma), ln g changes by ``gain`` x d(gamma) x clip((p_target - p) /
+    p_target, -1, 1): a compression no faster than ``gain`` per unit strain, so that the packing follows
+    it (a box barostat limits its strain rate likewise). The change is applied once it reaches
+    `BAROSTAT_STEP` (each resize rebuilds the neighbour list). ``scale`` is the current g (1 = as built).
+    """
+
+    def __init__(self, target_Pa: float, gain: float = 0.1) -> None:
+        if not (math.isfinite(target_Pa) and target_Pa > 0):
+            raise ConfigError("target_Pa", target_Pa, "a pressure > 0 (Pa)")
+        if not (math.isfinite(gain) and gain >= 0):
+            raise ConfigError("gain", gain, ">= 0 (relative length change per unit strain)")
+        self.target, self.gain, self.scale, self.pending = float(target_Pa), float(gain), 1.0, 0.0
+
+    def update(self, sim: Any, pressure_Pa: float, d_strain: float) -> None:
+        """Account for ``d_strain`` of shearing at ``pressure_Pa`` (Pa); resize when due."""
+        error = float(np.clip((self.target - pressure_Pa) / self.target, -1.0, 1.0))
+        self.pending += self.gain * d_strain * error
+        if abs(self.pending) < BAROSTAT_STEP:
+            return
+        f = math.exp(self.pending)
+        self.pending = 0.0
+        sim.set_radii(sim.ids, sim.state()["radii_m"] * f, rescale_mass=True)
+        self.scale *= f
+
+
 def run_shear_cell(
     sim: Any,
     strain: float,
@@ -90,12 +122,22 @@ def run_shear_cell(
     samples: int = 50,
     csv_path: str | Path | None = None,
     progress: bool = False,
+    barostat: Barostat | None = None,
+    barostat_every_steps: int = 200,
 ) -> dict[str, np.ndarray]:
     """Shear ``sim`` (fully periodic) by ``strain`` (gamma_dot t, dimensionless) at
     ``shear_rate_per_s`` (1/s; None keeps the simulation's rate, which must then be non-zero),
     recording ``samples`` equally spaced read-outs (the `SERIES` columns, see `shear_state`).
     Returns the series as arrays (plus ``stress_Pa`` (samples, 3, 3)); with ``csv_path`` also
-    writes them (without the tensor) as CSV."""
+    writes them (without the tensor) as CSV.
+
+    With a `Barostat` the cell is pressure-controlled (a mu(I) rheometer at imposed pressure): every
+    ``barostat_every_steps`` it resizes the particles towards its target pressure; the time step follows
+    the sizes, so strain is gamma_dot x elapsed time, and the series gain ``solid_fraction`` (particle
+    volume / box volume: that of the real sizes in the box shrunk by the scale) and ``length_scale``."""
+    if barostat is not None:
+        return _run_pressure_controlled(sim, strain, shear_rate_per_s, samples, csv_path, progress, barostat,
+                                        barostat_every_steps)
     if not (math.isfinite(strain) and strain > 0):
         raise ConfigError("strain", strain, "a finite strain > 0")
     if not (isinstance(samples, int) and samples >= 1):
@@ -140,5 +182,69 @@ def run_shear_cell(
             w = csv.writer(fh)
             w.writerow(SERIES)
             for row in zip(*(out[k] for k in SERIES), strict=True):
+                w.writerow([f"{x:.9g}" for x in row])
+    return out
+
+
+def _run_pressure_controlled(sim: Any, strain: float, shear_rate_per_s: float | None, samples: int,
+                             csv_path: str | Path | None, progress: bool, barostat: Barostat,
+                             every: int) -> dict[str, np.ndarray]:
+    """`run_shear_cell` with a barostat (see there)."""
+    if not (math.isfinite(strain) and strain > 0):
+        raise ConfigError("strain", strain, "a finite strain > 0")
+    if not (isinstance(samples, int) and samples >= 1):
+        raise ConfigError("samples", samples, "an integer >= 1")
+    if not (isinstance(every, int) and every >= 1):
+        raise ConfigError("barostat_every_steps", every, "an integer >= 1")
+    if shear_rate_per_s is not None:
+        sim.set_shear_rate(shear_rate_per_s)
+    rate = abs(float(sim.shear_rate_per_s))
+    if rate == 0.0:
+        raise ConfigError("shear_rate_per_s", rate, "a non-zero shear rate (1/s)")
+    cols = (*SERIES, "solid_fraction", "length_scale")
+    rows: dict[str, list[Any]] = {k: [] for k in (*cols, "stress_Pa")}
+    marks = list(np.linspace(0.0, strain, samples + 1)[1:])
+    box_volume = float(np.prod(sim.box_m))
+    sim.run(steps=0, progress=False)
+    t0, done = sim.time_s, 0.0
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=strain, unit="strain", desc="shear", leave=False, dynamic_ncols=True,
+                   bar_format="{l_bar}{bar}| {n:.2f}/{total:.2f} [{elapsed}<{remaining}]")
+    try:
+        while marks:
+            left = math.ceil((marks[0] - done) / (rate * sim.dt_s) - 1e-9)
+            t = sim.time_s
+            sim.run(steps=max(1, min(every, left)), progress=False)
+            step = rate * (sim.time_s - t)
+            done = rate * (sim.time_s - t0)
+            barostat.update(sim, float(np.trace(sim.stress_tensor()) / 3.0), step)
+            if bar is not None:
+                bar.update(step)
+            if done >= marks[0] * (1.0 - 1e-9):
+                marks.pop(0)
+                st = shear_state(sim)
+                r = sim.state()["radii_m"]
+                rows["strain"].append(done)
+                rows["time_s"].append(sim.time_s)
+                rows["kinetic_energy_J"].append(sim.diagnostics()["kinetic_energy_J"])
+                for k in ("shear_stress_Pa", "pressure_Pa", "friction_coefficient", "inertial_number",
+                          "coordination_number", "stress_Pa"):
+                    rows[k].append(st[k])
+                rows["solid_fraction"].append(float(4.0 / 3.0 * np.pi * np.sum(r**3) / box_volume))
+                rows["length_scale"].append(barostat.scale)
+    finally:
+        if bar is not None:
+            bar.close()
+    out = {k: np.asarray(v, dtype=float) for k, v in rows.items()}
+    if csv_path is not None:
+        path = Path(csv_path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("w", newline="") as fh:
+            w = csv.writer(fh)
+            w.writerow(cols)
+            for row in zip(*(out[k] for k in cols), strict=True):
                 w.writerow([f"{x:.9g}" for x in row])
     return out

@@ -54,8 +54,6 @@ GROWTH_OVERLAP = 0.02
 """Packing: largest overlap / smaller radius a growth stage relaxes back to."""
 GROWTH_RELAX_PERIODS = 10.0
 """Packing: longest relaxation per stage, in 1/omega of the heaviest particle's contact."""
-BAROSTAT_STEP = 2.0e-4
-"""Smallest relative length change the barostat applies (it accumulates smaller ones)."""
 HISTORY = ("strain", "time_s", "shear_stress_Pa", "pressure_Pa", "solid_fraction", "degree_of_fibrillation",
            "network_fraction", "fibril_count", "drawn_beads", "bonds_intact", "bonds_broken",
            "am_in_network_fraction", "length_per_ptfe_mass_m_per_kg")
@@ -74,7 +72,7 @@ class DryMixParams:
     agent_interval_steps : engine steps between two applications of the agent rules and the barostat.
     agents : apply the PTFE rules (false: the same kneading without them, a reference run).
     barostat_gain : largest relative change of the particle lengths per unit shear strain (0: constant
-        volume); see `Barostat`.
+        volume); see `electrodem.engine.shear.Barostat`.
     max_overlap_ratio : engine guard: a contact's elastic overlap / the smaller radius (drawn beads,
         a tenth of the AM size, are squeezed between AM well past the default 0.1).
     max_total_overlap_ratio : engine guard: a particle's summed overlaps / its radius (fines squeezed
@@ -226,28 +224,6 @@ def densify(micro: Microstructure, solid_fraction: float, params: DryMixParams, 
     return out, {"growth_factor": g_end, "stages": stages, "steps": steps, "initial_solid_fraction": phi0,
                  "solid_fraction": float(out.volumes_m3.sum() / np.prod(out.box_m)),
                  "max_overlap_ratio": worst}
-
-
-class Barostat:
-    """Holds a fully periodic cell's pressure by scaling every particle length (radii x g, masses x g^3)
-    instead of the box (module docstring, step 2). Over a shear strain increment d(gamma), ln g changes
-    by ``gain`` x d(gamma) x clip((p_target - p) / p_target, -1, 1): a compression no faster than
-    ``gain`` per unit strain, so that the packing follows it (a box barostat limits its strain rate
-    likewise). The change is applied once it reaches `BAROSTAT_STEP` (each resize rebuilds the neighbour
-    list). ``scale`` is the current g (1 = real sizes)."""
-
-    def __init__(self, target_Pa: float, gain: float) -> None:
-        self.target, self.gain, self.scale, self.pending = float(target_Pa), float(gain), 1.0, 0.0
-
-    def update(self, sim: Any, pressure_Pa: float, d_strain: float) -> None:
-        error = float(np.clip((self.target - pressure_Pa) / self.target, -1.0, 1.0))
-        self.pending += self.gain * d_strain * error
-        if abs(self.pending) < BAROSTAT_STEP:
-            return
-        f = math.exp(self.pending)
-        self.pending = 0.0
-        sim.set_radii(sim.ids, sim.state()["radii_m"] * f, rescale_mass=True)
-        self.scale *= f
 
 
 class _Agents:
@@ -464,7 +440,7 @@ def dry_mix(micro: Microstructure, params: DryMixParams, options: Any, library: 
     """Pack ``micro`` and knead it with the PTFE agents (module docstring); returns (the kneaded dough as a
     fully periodic microstructure with bonds and agent fields, report)."""
     from electrodem.engine import Guards, Simulation, init
-    from electrodem.engine.shear import impose_affine_velocity, shear_state
+    from electrodem.engine.shear import Barostat, impose_affine_velocity, shear_state
     from electrodem.process.live import with_engine_extras
 
     if not isinstance(params, DryMixParams):

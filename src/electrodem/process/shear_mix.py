@@ -8,10 +8,12 @@ at ``shear_rate_per_s`` up to ``strain`` with `electrodem.engine.shear.run_shear
 streaming profile u_x = gamma_dot (z - Lz/2) is imposed (`impose_affine_velocity`) so that the flow
 does not have to develop from the faces.
 
-Packing: the box keeps the as-placed solid fraction (``place.packing_fraction``, ~0.3: a granular
-gas, not a dense paste); the volume is fixed, so the pressure is the collisional + kinetic stress of
-that state and the inertial number is large. It is a mixing demo, not a dense-flow rheometer; μ(I)
-for dense assemblies is tested in the engine's shear-cell tests.
+Packing: by default the box keeps the as-placed solid fraction (``place.packing_fraction``, ~0.3: a
+granular gas, not a dense paste); the volume is fixed, so the pressure is the collisional + kinetic
+stress of that state and the inertial number is large: a mixing demo. With ``pressure_MPa`` the cell
+is held at that pressure by `electrodem.engine.shear.Barostat` (the particle lengths are scaled, the
+output scaled back): a mu(I) rheometer at imposed pressure (tested against Jop et al. 2006 in the
+engine's shear-cell tests).
 
 Read-out every strain increment (`SERIES`): shear stress tau (Pa), pressure p (Pa), μ = tau / p,
 inertial number I, coordination number Z (contacts per particle) and kinetic energy (J); the
@@ -56,6 +58,10 @@ class ShearParams:
     affine_start : impose the streaming velocity profile before shearing (else the flow develops).
     max_image_overlap_ratio : largest overlap / smaller radius allowed between particles that meet
         across the new z-periodic face (0: none, as placement guarantees).
+    pressure_MPa : null (the volume stays that of the placed box) or the pressure (MPa) the cell is held
+        at by `electrodem.engine.shear.Barostat` (particle lengths scaled; the output scaled back): a
+        mu(I) rheometer at imposed pressure, I = gamma_dot d / sqrt(p / rho).
+    barostat_gain : largest relative change of the particle lengths per unit strain (with pressure_MPa).
     contact : the shared ``contact`` group with the step's overrides (`CONTACT`).
     shortcuts : the shared ``shortcuts`` group with the step's overrides (`SHORTCUTS`).
     """
@@ -66,6 +72,8 @@ class ShearParams:
     industrial_shear_rate_per_s: float = 1.0e2
     affine_start: bool = True
     max_image_overlap_ratio: float = 0.0
+    pressure_MPa: float | None = None
+    barostat_gain: float = 0.3
     contact: ContactParams = field(default_factory=lambda: ContactParams(**CONTACT, where="shear.contact"))
     shortcuts: ShortcutParams = field(
         default_factory=lambda: ShortcutParams(**SHORTCUTS, where="shear.shortcuts"))
@@ -94,6 +102,8 @@ class ShearParams:
         req(num("industrial_shear_rate_per_s") > 0.0, "industrial_shear_rate_per_s", "> 0 (1/s)")
         req(isinstance(self.affine_start, bool), "affine_start", "true or false")
         req(num("max_image_overlap_ratio") >= 0.0, "max_image_overlap_ratio", ">= 0")
+        req(self.pressure_MPa is None or num("pressure_MPa") > 0.0, "pressure_MPa", "null or > 0 (MPa)")
+        req(0.0 <= num("barostat_gain") <= 1.0, "barostat_gain", "in [0, 1] (per unit strain)")
         req(isinstance(self.contact, ContactParams), "contact", "a ContactParams")
         req(isinstance(self.shortcuts, ShortcutParams), "shortcuts", "a ShortcutParams")
 
@@ -167,7 +177,7 @@ def shear_mix(
     parameters) and ``metadata['shortcuts']['shear']``. With ``csv_path`` the series is written as CSV.
     """
     from electrodem.engine import Guards, Simulation, init
-    from electrodem.engine.shear import SERIES, impose_affine_velocity, run_shear_cell
+    from electrodem.engine.shear import SERIES, Barostat, impose_affine_velocity, run_shear_cell
 
     if not isinstance(params, ShearParams):
         raise ConfigError("shear", type(params).__name__, "a ShearParams")
@@ -218,8 +228,13 @@ def shear_mix(
         sim.scalings.update(shortcuts)
         c0 = sim.contact_arrays()
         cb_am_0 = cb_am_contacts(micro, c0["i"], c0["j"])
+        baro = None if params.pressure_MPa is None else Barostat(params.pressure_MPa * 1e6,
+                                                                 params.barostat_gain)
+        if baro is not None:
+            shortcuts["barostat"] = "pressure held by scaling the particles, not the box; undone at the end"
         series = run_shear_cell(sim, params.strain, samples=params.samples, csv_path=csv_path,
-                                progress=progress)  # fmt: skip
+                                progress=progress, barostat=baro)  # fmt: skip
+        g = 1.0 if baro is None else baro.scale
         shortcuts["dt_s"] = float(sim.dt_s)
         st = sim.state()
         c1 = sim.contact_arrays()
@@ -233,12 +248,15 @@ def shear_mix(
     cb_am_1 = cb_am_contacts(micro, c1["i"], c1["j"])
     half = series["strain"] >= 0.5 * float(series["strain"][-1])
     steady, undefined = steady_means(series, half)
-    solid = float(micro.volumes_m3.sum() / np.prod(box))
+    # With a barostat the sheared assembly is the real one in the box shrunk by its final length scale.
+    solid = float(micro.volumes_m3.sum() / np.prod(box / g))
+    keys = SERIES if baro is None else (*SERIES, "solid_fraction", "length_scale")
     report: dict[str, Any] = {
         "shear_rate_per_s": rate,
         "strain": float(series["strain"][-1]),
         "solid_fraction": solid,
-        "box_um": (box * 1e6).tolist(),
+        "pressure_controlled": baro is not None,
+        "box_um": (box / g * 1e6).tolist(),
         "n_particles": int(micro.n),
         "steady": steady,
         "steady_undefined": undefined,
@@ -250,13 +268,14 @@ def shear_mix(
         "simulated_time_s": sim_time,
         "shortcuts": shortcuts,
         # Undefined samples (mu and I at zero or tensile pressure) are null, never NaN, in metrics.json.
-        "series": {k: [float(v) if math.isfinite(v) else None for v in series[k]] for k in SERIES},
+        "series": {k: [float(v) if math.isfinite(v) else None for v in series[k]] for k in keys},
     }
     out = micro.with_(
-        positions_m=st["positions_m"],
-        velocities_m_per_s=st["velocities_m_per_s"],
+        positions_m=st["positions_m"] / g,
+        velocities_m_per_s=st["velocities_m_per_s"] / g,
+        box_m=box / g,
         periodic=(True, True, True),
-        contacts=contacts,
+        contacts=contacts if baro is None else None,  # measured at the scaled sizes
         time_s=micro.time_s + sim_time,
         metadata={
             "stage": "sheared",

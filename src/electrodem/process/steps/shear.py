@@ -79,6 +79,7 @@ def shear_block(report: dict[str, Any]) -> dict[str, Any]:
         "shear_rate_per_s": report["shear_rate_per_s"],
         "strain": report["strain"],
         "solid_fraction": report["solid_fraction"],
+        "pressure_controlled": report["pressure_controlled"],
         "friction_coefficient": steady["friction_coefficient"],
         "inertial_number": steady["inertial_number"],
         "pressure_Pa": steady["pressure_Pa"],

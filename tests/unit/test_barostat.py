@@ -1,4 +1,5 @@
-"""The dry mix's barostat (`electrodem.process.dry_mix.Barostat`) on a stand-in simulation: the sign and
+"""The Lees–Edwards cell's barostat (`electrodem.engine.shear.Barostat`, used by the dry mix and the
+pressure-controlled shear cell) on a stand-in simulation: the sign and
 size of its length changes, their accumulation below `BAROSTAT_STEP` and the clip at the gain."""
 
 from __future__ import annotations
@@ -8,7 +9,7 @@ import math
 import numpy as np
 import pytest
 
-from electrodem.process.dry_mix import BAROSTAT_STEP, Barostat
+from electrodem.engine.shear import BAROSTAT_STEP, Barostat
 
 
 class _Sim:
