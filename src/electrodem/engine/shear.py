@@ -135,9 +135,6 @@ def run_shear_cell(
     ``barostat_every_steps`` it resizes the particles towards its target pressure; the time step follows
     the sizes, so strain is gamma_dot x elapsed time, and the series gain ``solid_fraction`` (particle
     volume / box volume: that of the real sizes in the box shrunk by the scale) and ``length_scale``."""
-    if barostat is not None:
-        return _run_pressure_controlled(sim, strain, shear_rate_per_s, samples, csv_path, progress, barostat,
-                                        barostat_every_steps)
     if not (math.isfinite(strain) and strain > 0):
         raise ConfigError("strain", strain, "a finite strain > 0")
     if not (isinstance(samples, int) and samples >= 1):
@@ -147,6 +144,11 @@ def run_shear_cell(
     rate = float(sim.shear_rate_per_s)
     if rate == 0.0:
         raise ConfigError("shear_rate_per_s", rate, "a non-zero shear rate (1/s)")
+    if barostat is not None:
+        out = _run_pressure_controlled(sim, strain, samples, progress, barostat, barostat_every_steps)
+        if csv_path is not None:
+            write_series_csv(csv_path, (*SERIES, "solid_fraction", "length_scale"), out)
+        return out
     sim.run(steps=0, progress=False)  # chooses the time step and primes the forces
     total = max(1, int(round(strain / (abs(rate) * sim.dt_s))))
     marks = np.unique(np.linspace(0, total, samples + 1).round().astype(int))[1:]
@@ -176,33 +178,29 @@ def run_shear_cell(
             bar.close()
     out = {k: np.asarray(v, dtype=float) for k, v in rows.items()}
     if csv_path is not None:
-        path = Path(csv_path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with path.open("w", newline="") as fh:
-            w = csv.writer(fh)
-            w.writerow(SERIES)
-            for row in zip(*(out[k] for k in SERIES), strict=True):
-                w.writerow([f"{x:.9g}" for x in row])
+        write_series_csv(csv_path, SERIES, out)
     return out
 
 
-def _run_pressure_controlled(sim: Any, strain: float, shear_rate_per_s: float | None, samples: int,
-                             csv_path: str | Path | None, progress: bool, barostat: Barostat,
+def write_series_csv(path: str | Path, columns: tuple[str, ...], series: dict[str, Any]) -> Path:
+    """Write the ``columns`` of ``series`` (equal-length sequences) as CSV with a header row."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(columns)
+        for row in zip(*(series[k] for k in columns), strict=True):
+            w.writerow([f"{x:.9g}" for x in row])
+    return path
+
+
+def _run_pressure_controlled(sim: Any, strain: float, samples: int, progress: bool, barostat: Barostat,
                              every: int) -> dict[str, np.ndarray]:
-    """`run_shear_cell` with a barostat (see there)."""
-    if not (math.isfinite(strain) and strain > 0):
-        raise ConfigError("strain", strain, "a finite strain > 0")
-    if not (isinstance(samples, int) and samples >= 1):
-        raise ConfigError("samples", samples, "an integer >= 1")
+    """`run_shear_cell` with a barostat (arguments checked there)."""
     if not (isinstance(every, int) and every >= 1):
         raise ConfigError("barostat_every_steps", every, "an integer >= 1")
-    if shear_rate_per_s is not None:
-        sim.set_shear_rate(shear_rate_per_s)
     rate = abs(float(sim.shear_rate_per_s))
-    if rate == 0.0:
-        raise ConfigError("shear_rate_per_s", rate, "a non-zero shear rate (1/s)")
-    cols = (*SERIES, "solid_fraction", "length_scale")
-    rows: dict[str, list[Any]] = {k: [] for k in (*cols, "stress_Pa")}
+    rows: dict[str, list[Any]] = {k: [] for k in (*SERIES, "solid_fraction", "length_scale", "stress_Pa")}
     marks = list(np.linspace(0.0, strain, samples + 1)[1:])
     box_volume = float(np.prod(sim.box_m))
     sim.run(steps=0, progress=False)
@@ -238,13 +236,4 @@ def _run_pressure_controlled(sim: Any, strain: float, shear_rate_per_s: float | 
     finally:
         if bar is not None:
             bar.close()
-    out = {k: np.asarray(v, dtype=float) for k, v in rows.items()}
-    if csv_path is not None:
-        path = Path(csv_path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with path.open("w", newline="") as fh:
-            w = csv.writer(fh)
-            w.writerow(cols)
-            for row in zip(*(out[k] for k in cols), strict=True):
-                w.writerow([f"{x:.9g}" for x in row])
-    return out
+    return {k: np.asarray(v, dtype=float) for k, v in rows.items()}

@@ -23,7 +23,6 @@ bead; 0 for other particles), ``ptfe_strain`` (plastic shear strain since its la
 
 from __future__ import annotations
 
-import csv
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -440,7 +439,7 @@ def dry_mix(micro: Microstructure, params: DryMixParams, options: Any, library: 
     """Pack ``micro`` and knead it with the PTFE agents (module docstring); returns (the kneaded dough as a
     fully periodic microstructure with bonds and agent fields, report)."""
     from electrodem.engine import Guards, Simulation, init
-    from electrodem.engine.shear import Barostat, impose_affine_velocity, shear_state
+    from electrodem.engine.shear import Barostat, impose_affine_velocity, shear_state, write_series_csv
     from electrodem.process.live import with_engine_extras
 
     if not isinstance(params, DryMixParams):
@@ -526,12 +525,7 @@ def dry_mix(micro: Microstructure, params: DryMixParams, options: Any, library: 
         # Back to real lengths (the barostat's scale; strains and stresses are scale-free).
         bonds = {k: (v / g if k in ("length_m", "radius_m") else v) for k, v in bonds.items()}
     if csv_path is not None:
-        csv_path.parent.mkdir(parents=True, exist_ok=True)
-        with csv_path.open("w", newline="") as fh:
-            wr = csv.writer(fh)
-            wr.writerow(HISTORY)
-            for row in zip(*(history[k] for k in HISTORY), strict=True):
-                wr.writerow([f"{v:.9g}" for v in row])
+        write_series_csv(csv_path, HISTORY, history)
     shortcuts = {
         "shear_rate_per_s": rate, "industrial_shear_rate_per_s": params.industrial_shear_rate_per_s,
         "shear_rate_speed_up_factor": rate / params.industrial_shear_rate_per_s,
