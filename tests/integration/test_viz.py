@@ -27,6 +27,7 @@ from electrodem_viz import (  # noqa: E402
     species_colors,
 )
 from electrodem_viz.cli import main  # noqa: E402
+from electrodem_viz.render import BOND_COLOR  # noqa: E402
 
 UM = 1e-6
 AM, CB, BINDER = "#3b5ba5", "#222222", "#d62728"
@@ -258,6 +259,26 @@ def test_absent_species_colour_is_absent_from_renders(tmp_path):
         assert cb_with > 3e-3 and cb_without < 0.1 * cb_with, (shaded, cb_with, cb_without)
         for color in (AM, BINDER):
             assert _colour_share(px_without, color, shaded) > 3e-3, (shaded, color)
+
+
+def test_intact_bonds_are_drawn_as_tubes_and_broken_ones_are_not(tmp_path):
+    """Bonds between each AM particle (alone in the box, 50 of them) and its two nearest show in the
+    bond colour where they cross the gaps; the same bonds marked broken leave (nearly) none of it
+    (negative control, as for the species colours)."""
+    from scipy.spatial import cKDTree
+
+    micro = _synthetic(seed=3, present=(0,))
+    _, nn = cKDTree(micro.positions_m).query(micro.positions_m, k=3)  # the two nearest others
+    am = np.repeat(np.arange(micro.n), 2)
+    bonds = {"i": am, "j": nn[:, 1:].ravel(), "radius_m": np.full(am.size, 1.0 * UM),
+             "length_m": np.zeros(am.size)}
+    shares = []
+    for broken in (False, True):
+        m = micro.with_(bonds={**bonds, "broken": np.full(am.size, broken)})
+        px = _pixels(render_particles(m, tmp_path / f"bonds_{broken}.png", window_size=(640, 480)))
+        _assert_not_blank(px)
+        shares.append(_colour_share(px, BOND_COLOR, shaded=True))
+    assert shares[0] > 1e-3 and shares[1] < 0.1 * shares[0], shares
 
 
 def test_point_sprite_fallback_renders_species_colours(tmp_path):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -18,6 +19,8 @@ from .colors import species_colors
 UM = 1e6
 CC_COLOR = "#8c8c8c"
 OUTLINE_COLOR = "#505050"
+BOND_COLOR = "#2ca02c"
+"""Intact bonds (PTFE fibrils, binder bridges) are drawn as tubes of this colour."""
 
 GAUSSIAN_THRESHOLD = 25_000
 """Above this many particles, spheres are drawn as radius-scaled, shaded point sprites (VTK's point
@@ -64,6 +67,32 @@ def check_window_size(window_size: Sequence[int]) -> tuple[int, int]:
     return ws[0], ws[1]
 
 
+def bond_tubes(micro: Microstructure) -> Any:
+    """The intact bonds of ``micro`` as one PyVista tube mesh (µm), or None without any: each from
+    particle i to the minimum image of j (a bond through a periodic face sticks out of the box, as it
+    is), of the median bond radius (at least a tenth of the smallest particle radius, so it shows)."""
+    import pyvista as pv
+
+    b = micro.bonds or {}
+    if not len(b.get("i", ())):
+        return None
+    ok = ~np.asarray(b.get("broken", np.zeros(len(b["i"]), bool)), bool)
+    i, j = np.asarray(b["i"], np.int64)[ok], np.asarray(b["j"], np.int64)[ok]
+    if not len(i):
+        return None
+    x = micro.positions_m
+    d = x[j] - x[i]
+    for a in range(3):
+        if micro.periodic[a]:
+            d[:, a] -= micro.box_m[a] * np.round(d[:, a] / micro.box_m[a])
+    pts = np.concatenate([x[i], x[i] + d]) * UM
+    k = len(i)
+    lines = np.column_stack([np.full(k, 2), np.arange(k), np.arange(k, 2 * k)]).ravel()
+    radius = np.median(np.asarray(b.get("radius_m", np.zeros(0)), float)[ok]) if "radius_m" in b else 0.0
+    radius = max(float(radius), 0.1 * float(micro.radii_m.min())) * UM
+    return pv.PolyData(pts, lines=lines).tube(radius=radius, n_sides=8)
+
+
 def render_particles(
     micro: Microstructure,
     path: str | Path,
@@ -73,7 +102,8 @@ def render_particles(
     title: str | None = None,
     gaussian_threshold: int = GAUSSIAN_THRESHOLD,
 ) -> Path:
-    """Render the particles as spheres coloured by species to a PNG, off-screen.
+    """Render the particles as spheres coloured by species, and their intact bonds as tubes
+    (`bond_tubes`), to a PNG, off-screen.
 
     Parameters
     ----------
@@ -125,6 +155,10 @@ def render_particles(
             actor.mapper.scale_factor = 1.0
         legend.append([f"{sp.name} ({sp.role})", colors[k]])
 
+    tubes = bond_tubes(micro)
+    if tubes is not None:
+        pl.add_mesh(tubes, color=BOND_COLOR, smooth_shading=True, ambient=0.3, diffuse=0.8)
+        legend.append(["bonds (fibrils, bridges)", BOND_COLOR])
     pl.add_mesh(pv.Box(bounds=(0.0, lx, 0.0, ly, 0.0, top)).outline(), color=OUTLINE_COLOR, line_width=1.5)
     if not z_periodic:
         pl.add_mesh(pv.Box(bounds=(0.0, lx, 0.0, ly, -cc, 0.0)), color=CC_COLOR, ambient=0.4)
