@@ -158,3 +158,14 @@ def test_fibrillating_is_read_from_the_material_record_and_params_are_checked_by
     assert not ptfe.fibrillating(SimpleNamespace(extra={"transition_temperature_C": "room"}))
     with pytest.raises(ConfigError, match="dry_mix.fibrils.min_bead_radius_ratio"):
         ptfe.FibrilParams(min_bead_radius_ratio=1.5)
+
+
+def test_contacts_of_each_particle_from_one_sort_equal_a_scan_of_the_table() -> None:
+    rng = np.random.default_rng(7)
+    i = rng.integers(0, 30, 200)
+    j = (i + rng.integers(1, 30, 200)) % 31
+    c = {"i": np.minimum(i, j), "j": np.maximum(i, j)}
+    parts = np.array([0, 5, 30, 12, 5])
+    got = ptfe.contacts_at(c, parts)
+    for p, at in zip(parts, got, strict=True):
+        np.testing.assert_array_equal(at, np.flatnonzero((c["i"] == p) | (c["j"] == p)))

@@ -231,7 +231,7 @@ class _Agents:
 
     def __init__(self, sim: Any, micro: Microstructure, beads: dict[int, BeadMaterial], params: DryMixParams,
                  law: BondLaw) -> None:
-        self.sim, self.params, self.beads, self.f = sim, params, beads, params.fibrils
+        self.sim, self.beads, self.f = sim, beads, params.fibrils
         mats = sim.materials.materials
         t = params.temperature_K
         self.p_y_mat = np.array([(m.yield_pressure_Pa or 0.0) * m.softening_factor(t) for m in mats])
@@ -353,8 +353,8 @@ class _Agents:
         sim = self.sim
         x, r = st["positions_m"], st["radii_m"]
         fit, radii = [], []
-        for k, b in enumerate(ready):
-            nb = np.concatenate([ca["j"][ca["i"] == b], ca["i"][ca["j"] == b]])
+        for k, (b, at) in enumerate(zip(ready.tolist(), ptfe.contacts_at(ca, ready), strict=True)):
+            nb = np.where(ca["i"][at] == b, ca["j"][at], ca["i"][at])
             centres = ptfe.split_bead(x[b], r[b], 1.0, 1.0, dirs[k])[0]
             rd = [ptfe.clear_radius(0.5 * r[b], np.linalg.norm(sim.min_image(x[nb] - c), axis=1) - r[nb])
                   for c in centres]

@@ -171,15 +171,26 @@ def threshold_strain(temperature_K: float, transition_K: float, softening_factor
     return float(params.threshold_strain) * float(softening_factor)
 
 
+def contacts_at(contacts: dict[str, np.ndarray], particles: np.ndarray) -> list[np.ndarray]:
+    """For each particle index in ``particles``, the indices of its contacts in ``contacts`` (ascending),
+    from one sort of the contact ends rather than one scan of the whole table per particle."""
+    i, j = np.asarray(contacts["i"], np.int64), np.asarray(contacts["j"], np.int64)
+    ends = np.concatenate([i, j])
+    cid = np.tile(np.arange(len(i)), 2)
+    order = np.lexsort((cid, ends))
+    ends, cid = ends[order], cid[order]
+    p = np.asarray(particles, np.int64)
+    lo, hi = np.searchsorted(ends, p, "left"), np.searchsorted(ends, p, "right")
+    return [cid[a:b] for a, b in zip(lo.tolist(), hi.tolist(), strict=True)]
+
+
 def drawing_directions(contacts: dict[str, np.ndarray], slip_m_per_s: np.ndarray, beads: np.ndarray,
                        fallback: np.ndarray) -> np.ndarray:
     """Unit drawing direction of each bead index in ``beads``: the slip direction of its contact with
     the largest tangential power (the partner that drags it most); ``fallback`` (unit) without one."""
-    i, j = contacts["i"], contacts["j"]
     power = np.abs(contacts["tangential_force_N"]) * np.linalg.norm(slip_m_per_s, axis=1)
     out = np.tile(np.asarray(fallback, float) / np.linalg.norm(fallback), (len(beads), 1))
-    for k, b in enumerate(beads):
-        at = np.flatnonzero((i == b) | (j == b))
+    for k, at in enumerate(contacts_at(contacts, beads)):
         if at.size == 0 or not np.any(power[at] > 0):
             continue
         c = at[int(np.argmax(power[at]))]
@@ -236,9 +247,9 @@ def crushed_onto(contacts: dict[str, np.ndarray], candidates: np.ndarray, p_y_Pa
     partner (a film on the AM surface the spheres cannot show)."""
     i, j, ov = contacts["i"], contacts["j"], contacts["overlap_m"]
     py = np.where(np.asarray(p_y_Pa, float) > 0, p_y_Pa, np.inf)
+    candidates = np.asarray(candidates, np.int64)
     out = np.full(len(candidates), -1, np.int64)
-    for k, c in enumerate(np.asarray(candidates, np.int64)):
-        at = np.flatnonzero((i == c) | (j == c))
+    for k, (c, at) in enumerate(zip(candidates.tolist(), contacts_at(contacts, candidates), strict=True)):
         other = np.where(i[at] == c, j[at], i[at])
         harder = py[other] > py[c]
         if harder.any():
